@@ -1,0 +1,197 @@
+-- belt change capture, version 1.
+--
+-- Installed into schema belt on every database a sync reads changes from. Safe to run
+-- again: every statement is idempotent, and installing is serialized by an advisory
+-- lock taken by the caller. Every function pins search_path and quotes identifiers
+-- with format('%I'), so nothing here depends on the session that calls it.
+
+create schema if not exists belt;
+
+create table if not exists belt.meta (
+    version integer not null
+);
+
+-- One row per TRUNCATE of a captured table; applied before a round's rows.
+create table if not exists belt.truncates (
+    rel text not null,
+    belt_txid bigint not null default txid_current(),
+    belt_changed_at timestamptz not null default clock_timestamp()
+);
+
+create or replace function belt.capture_version() returns integer
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$ select coalesce(max(version), 0) from belt.meta $$;
+
+-- Name of the delta table of schema.table: readable, unique, at most 63 bytes.
+create or replace function belt.delta_name(p_schema text, p_table text) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select 'd_' || left(p_schema || '_' || p_table, 40) || '_'
+        || left(md5(p_schema || '.' || p_table), 8)
+$$;
+
+-- "schema"."table", always quoted: the form belt.truncates.rel holds and belt matches.
+create or replace function belt.rel_name(p_schema text, p_table text) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select '"' || replace(p_schema, '"', '""') || '"."' || replace(p_table, '"', '""') || '"'
+$$;
+
+create or replace function belt.on_truncate() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    insert into belt.truncates (rel) values (belt.rel_name(tg_table_schema, tg_table_name));
+    perform pg_notify('belt_kick', '');
+    return null;
+end
+$$;
+
+-- Installs capture on one table. p_mode is 'statement' (statement-level triggers with
+-- transition tables, the default) or 'row' (row-level triggers, kept for the
+-- benchmark that compares the two). Returns the delta table's name.
+create or replace function belt.install_table(
+    p_schema text, p_table text, p_keys text[], p_mode text default 'statement'
+) returns text
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_rel text := format('%I.%I', p_schema, p_table);
+    v_delta text := belt.delta_name(p_schema, p_table);
+    v_cols text;      -- "a", "b"
+    v_coldefs text;   -- "a" integer not null, "b" text not null
+    v_old text;       -- old."a", old."b"
+    v_new text;       -- new."a", new."b"
+    v_changed text;   -- old."a" is distinct from new."a" or ...
+    v_body text;
+    v_found integer;
+begin
+    select string_agg(format('%I', k), ', ' order by i),
+           string_agg(format('%I %s not null', k, format_type(a.atttypid, a.atttypmod)), ', ' order by i),
+           string_agg(format('old.%I', k), ', ' order by i),
+           string_agg(format('new.%I', k), ', ' order by i),
+           string_agg(format('old.%I is distinct from new.%I', k, k), ' or ' order by i),
+           count(*)
+      into v_cols, v_coldefs, v_old, v_new, v_changed, v_found
+      from unnest(p_keys) with ordinality as u(k, i)
+      join pg_attribute a on a.attrelid = v_rel::regclass and a.attname = u.k
+     where not a.attisdropped;
+    if v_found is distinct from cardinality(p_keys) or v_found = 0 then
+        raise exception 'belt: key columns % not found on %', p_keys, v_rel;
+    end if;
+
+    execute format(
+        'create table if not exists belt.%I (%s, '
+        'belt_txid bigint not null default txid_current(), '
+        'belt_changed_at timestamptz not null default clock_timestamp())',
+        v_delta, v_coldefs);
+    execute format('create index if not exists %I on belt.%I (%s)',
+        v_delta || '_key', v_delta, v_cols);
+
+    execute format('drop trigger if exists belt_capture_ins on %s', v_rel);
+    execute format('drop trigger if exists belt_capture_upd on %s', v_rel);
+    execute format('drop trigger if exists belt_capture_del on %s', v_rel);
+    execute format('drop trigger if exists belt_capture_row on %s', v_rel);
+    execute format('drop trigger if exists belt_capture_kick on %s', v_rel);
+    execute format('drop trigger if exists belt_capture_truncate on %s', v_rel);
+
+    if p_mode = 'statement' then
+        v_body := format($body$
+            begin
+                if tg_op = 'INSERT' then
+                    insert into belt.%1$I (%2$s) select %2$s from belt_new;
+                elsif tg_op = 'UPDATE' then
+                    insert into belt.%1$I (%2$s)
+                        select %2$s from belt_new union select %2$s from belt_old;
+                else
+                    insert into belt.%1$I (%2$s) select %2$s from belt_old;
+                end if;
+                perform pg_notify('belt_kick', '');
+                return null;
+            end
+        $body$, v_delta, v_cols);
+        execute format(
+            'create or replace function belt.%I() returns trigger language plpgsql '
+            'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
+        execute format('create trigger belt_capture_ins after insert on %s '
+            'referencing new table as belt_new for each statement execute function belt.%I()',
+            v_rel, v_delta || '_fn');
+        execute format('create trigger belt_capture_upd after update on %s '
+            'referencing old table as belt_old new table as belt_new '
+            'for each statement execute function belt.%I()', v_rel, v_delta || '_fn');
+        execute format('create trigger belt_capture_del after delete on %s '
+            'referencing old table as belt_old for each statement execute function belt.%I()',
+            v_rel, v_delta || '_fn');
+    elsif p_mode = 'row' then
+        v_body := format($body$
+            begin
+                if tg_op = 'INSERT' then
+                    insert into belt.%1$I (%2$s) values (%3$s);
+                elsif tg_op = 'DELETE' then
+                    insert into belt.%1$I (%2$s) values (%4$s);
+                else
+                    insert into belt.%1$I (%2$s) values (%3$s);
+                    if %5$s then
+                        insert into belt.%1$I (%2$s) values (%4$s);
+                    end if;
+                end if;
+                return null;
+            end
+        $body$, v_delta, v_cols, v_new, v_old, v_changed);
+        execute format(
+            'create or replace function belt.%I() returns trigger language plpgsql '
+            'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
+        execute format('create trigger belt_capture_row after insert or update or delete on %s '
+            'for each row execute function belt.%I()', v_rel, v_delta || '_fn');
+        execute format('create trigger belt_capture_kick after insert or update or delete on %s '
+            'for each statement execute function belt.kick()', v_rel);
+    else
+        raise exception 'belt: unknown capture mode %', p_mode;
+    end if;
+
+    execute format('create trigger belt_capture_truncate after truncate on %s '
+        'for each statement execute function belt.on_truncate()', v_rel);
+    return v_delta;
+end
+$fn$;
+
+create or replace function belt.kick() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pg_notify('belt_kick', '');
+    return null;
+end
+$$;
+
+-- Removes capture from one table: its triggers, trigger function and delta table.
+create or replace function belt.uninstall_table(p_schema text, p_table text) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_rel text := format('%I.%I', p_schema, p_table);
+    v_delta text := belt.delta_name(p_schema, p_table);
+begin
+    if to_regclass(v_rel) is not null then
+        execute format('drop trigger if exists belt_capture_ins on %s', v_rel);
+        execute format('drop trigger if exists belt_capture_upd on %s', v_rel);
+        execute format('drop trigger if exists belt_capture_del on %s', v_rel);
+        execute format('drop trigger if exists belt_capture_row on %s', v_rel);
+        execute format('drop trigger if exists belt_capture_kick on %s', v_rel);
+        execute format('drop trigger if exists belt_capture_truncate on %s', v_rel);
+    end if;
+    execute format('drop function if exists belt.%I()', v_delta || '_fn');
+    execute format('drop table if exists belt.%I', v_delta);
+    delete from belt.truncates where rel = belt.rel_name(p_schema, p_table);
+end
+$fn$;
+
+delete from belt.meta;
+insert into belt.meta (version) values (1);

@@ -1,0 +1,37 @@
+//! The local catalog: databases, syncs, their tables, positions and status, in SQLite.
+//!
+//! Positions live here, so a restarted daemon resumes exactly where it stopped.
+//! The file is opened in WAL mode so that beltctl can read and write it while the
+//! daemon runs; inside the daemon one thread owns the connection ([`CatalogHandle`]).
+
+mod actor;
+mod model;
+mod store;
+
+pub use actor::CatalogHandle;
+pub use model::{Member, Role, SyncDef, SyncStatus};
+pub use store::Catalog;
+
+/// A catalog operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: cannot {context}")]
+    Sql {
+        path: String,
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no {kind} named '{name}' in the catalog; see `beltctl list {kind}s`")]
+    NotFound { kind: &'static str, name: String },
+    #[error("a {kind} named '{name}' already exists; remove it first or pick another name")]
+    Exists { kind: &'static str, name: String },
+    #[error("database '{db}' is used by sync '{sync}'; remove the sync first")]
+    InUse { db: String, sync: String },
+    #[error("catalog {path} has schema version {found}, newer than this belt ({supported}); upgrade belt")]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+}

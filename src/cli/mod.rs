@@ -1,0 +1,141 @@
+//! beltctl: the administration CLI. One file per group of subcommands; each returns
+//! what it prints as a struct so that `--json` and the human table come from one place.
+
+mod db;
+mod output;
+mod sync;
+mod watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{Config, ConfigError};
+use crate::pg::dbspec::DbSpecError;
+use crate::pg::DbError;
+use crate::tables::TableError;
+
+/// Command-line interface of beltctl.
+#[derive(Debug, Parser)]
+#[command(
+    name = "beltctl",
+    version,
+    about = "Administer belt: databases, syncs, rounds, status"
+)]
+pub struct Cli {
+    /// Config file (YAML); defaults apply without one.
+    #[arg(short, long, env = "BELT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// beltctl's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Define a database or a sync.
+    #[command(subcommand)]
+    Add(AddCommand),
+    /// List databases, syncs or the tables of a sync.
+    List {
+        #[command(subcommand)]
+        what: ListCommand,
+    },
+    /// Ask the daemon for a round now.
+    Kick(watch::KickArgs),
+    /// Show what the daemon last reported about one sync or all of them.
+    Status(watch::StatusArgs),
+    /// Stop replicating a sync until `resume` (its changes keep being captured).
+    Pause { name: String },
+    /// Resume a paused sync.
+    Resume { name: String },
+    /// Remove a sync or a database definition.
+    #[command(subcommand)]
+    Remove(RemoveCommand),
+}
+
+/// `beltctl add …`
+#[derive(Debug, Subcommand)]
+pub enum AddCommand {
+    /// Define a database: libpq keys (host port dbname user sslmode …) or a URI;
+    /// the password comes from password_env=VAR, password_file=PATH or pgpass.
+    Db(db::AddDbArgs),
+    /// Define a sync between databases and check its tables on both.
+    Sync(sync::AddSyncArgs),
+}
+
+/// `beltctl list …`
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Every database definition.
+    Dbs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every sync.
+    Syncs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tables of one sync.
+    Tables {
+        sync: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `beltctl remove …`
+#[derive(Debug, Subcommand)]
+pub enum RemoveCommand {
+    /// Remove a sync from the catalog (capture stays installed until teardown).
+    Sync { name: String },
+    /// Remove a database definition no sync uses.
+    Db { name: String },
+}
+
+/// A beltctl command that failed; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    DbSpec(#[from] DbSpecError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Tables(#[from] TableError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs one beltctl invocation.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let config = Config::load(cli.config.as_deref())?;
+    let mut catalog = Catalog::open(&config.catalog)?;
+    match cli.command {
+        Command::Add(AddCommand::Db(args)) => db::add(&mut catalog, args),
+        Command::Add(AddCommand::Sync(args)) => sync::add(&mut catalog, args).await,
+        Command::List {
+            what: ListCommand::Dbs { json },
+        } => db::list(&catalog, json),
+        Command::List {
+            what: ListCommand::Syncs { json },
+        } => sync::list(&catalog, json),
+        Command::List {
+            what: ListCommand::Tables { sync, json },
+        } => sync::list_tables(&catalog, &sync, json),
+        Command::Kick(args) => watch::kick(&mut catalog, args).await,
+        Command::Status(args) => watch::status(&catalog, args),
+        Command::Pause { name } => sync::set_paused(&mut catalog, &name, true),
+        Command::Resume { name } => sync::set_paused(&mut catalog, &name, false),
+        Command::Remove(RemoveCommand::Sync { name }) => sync::remove(&mut catalog, &name),
+        Command::Remove(RemoveCommand::Db { name }) => db::remove(&mut catalog, &name),
+    }
+}

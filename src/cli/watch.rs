@@ -1,0 +1,125 @@
+//! `beltctl kick` and `beltctl status`: asking the daemon for a round and reading
+//! what it reported. Both work through the catalog, so status also answers while the
+//! daemon is down.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::print_rows;
+use super::CliError;
+use crate::catalog::{Catalog, SyncStatus};
+
+/// Arguments of `beltctl kick`.
+#[derive(Debug, Args)]
+pub struct KickArgs {
+    /// The sync.
+    pub name: String,
+    /// Return only when a round that started after the kick has finished.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+/// Arguments of `beltctl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A sync; every sync when left out.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Requests a round; with `--wait`, waits for it and reports its outcome.
+pub async fn kick(catalog: &mut Catalog, args: KickArgs) -> Result<ExitCode, CliError> {
+    let before = catalog.status(&args.name)?.updated_at;
+    let seq = catalog.kick(&args.name)?;
+    if !args.wait {
+        println!("kicked sync '{}'", args.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        let status = catalog.status(&args.name)?;
+        if status.kick_done >= seq {
+            println!(
+                "round finished for sync '{}': {} pending, lag {:.1}s",
+                args.name, status.pending_rows, status.lag_seconds
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if status.state == "failed" && status.updated_at != before {
+            let error = status.last_error.unwrap_or_default();
+            return Err(CliError::Failed(format!("sync '{}' failed: {error}", args.name)));
+        }
+        if Instant::now() >= deadline {
+            let why = match (status.state.as_str(), status.last_error) {
+                ("failed" | "retrying", Some(e)) => format!("the sync is {}: {e}", status.state),
+                _ => "is belt-syncd running?".to_string(),
+            };
+            return Err(CliError::Failed(format!(
+                "no round of sync '{}' finished within {}s; {why}",
+                args.name, args.timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    sync: String,
+    #[serde(flatten)]
+    status: SyncStatus,
+}
+
+/// Prints the status of one sync or of all.
+pub fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
+    let names = match &args.name {
+        Some(n) => vec![catalog.require_sync(n)?.name],
+        None => catalog.syncs()?.into_iter().map(|s| s.name).collect(),
+    };
+    let mut rows = Vec::new();
+    for sync in names {
+        let status = catalog.status(&sync)?;
+        rows.push(StatusRow { sync, status });
+    }
+    if args.json && args.name.is_some() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows[0]).expect("status serializes")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_rows(
+        args.json,
+        &rows,
+        &[
+            "sync",
+            "state",
+            "pending",
+            "lag s",
+            "rounds",
+            "rows applied",
+            "last round",
+            "last error",
+        ],
+        |r| {
+            vec![
+                r.sync.clone(),
+                r.status.state.clone(),
+                r.status.pending_rows.to_string(),
+                format!("{:.1}", r.status.lag_seconds),
+                r.status.rounds.to_string(),
+                r.status.rows_applied.to_string(),
+                r.status.last_round_at.clone().unwrap_or_default(),
+                r.status.last_error.clone().unwrap_or_default(),
+            ]
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}

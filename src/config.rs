@@ -1,0 +1,164 @@
+//! The YAML configuration both programs read (`-c FILE` or `BELT_CONFIG`).
+//!
+//! Defaults work with no file at all. Parsing happens in [`Config::load`] only; an
+//! unknown key, a wrong type or bad YAML is an error naming the file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default control address (the control API comes with the service issue).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7543";
+/// Default catalog file name, in `$STATE_DIRECTORY` or the current directory.
+pub const DEFAULT_CATALOG: &str = "belt.db";
+/// Default interval of the timer that covers a lost notification.
+pub const DEFAULT_POLL_MS: u64 = 1000;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// belt's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Path of the SQLite catalog.
+    #[serde(default = "default_catalog")]
+    pub catalog: PathBuf,
+    /// Control API address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Milliseconds between timer polls for changes.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Keys applied per chunk of a round.
+    #[serde(default = "default_chunk_keys")]
+    pub chunk_keys: i64,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}{location}: {message}")]
+    Parse {
+        path: String,
+        location: String,
+        message: String,
+    },
+    #[error("config file {path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn default_catalog() -> PathBuf {
+    match std::env::var_os("STATE_DIRECTORY") {
+        Some(dir) => Path::new(&dir).join(DEFAULT_CATALOG),
+        None => PathBuf::from(DEFAULT_CATALOG),
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+fn default_poll_ms() -> u64 {
+    DEFAULT_POLL_MS
+}
+
+fn default_chunk_keys() -> i64 {
+    crate::engine::DEFAULT_CHUNK_KEYS
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults parse")
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the defaults when `None`) and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let config = Config::parse(&text, &shown)?;
+        config.validate(&shown)?;
+        Ok(config)
+    }
+
+    fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            location: e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default(),
+            message: e.to_string(),
+        })
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| ConfigError::Invalid {
+            path: path.to_string(),
+            field,
+            message: message.to_string(),
+        };
+        if self.poll_interval_ms == 0 {
+            return Err(invalid("poll_interval_ms", "must be at least 1"));
+        }
+        if self.chunk_keys < 1 {
+            return Err(invalid("chunk_keys", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The timer poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = Config::parse("catalog: /tmp/x.db\nlisten_on: 1\n", "belt.yaml").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("belt.yaml:2:1"), "{text}");
+        assert!(text.contains("listen_on"), "{text}");
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+}

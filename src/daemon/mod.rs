@@ -1,0 +1,124 @@
+//! belt-syncd: runs every active sync of the catalog, each in its own named task.
+//!
+//! The supervisor re-reads the catalog twice a second: it starts tasks for new or
+//! resumed syncs, stops tasks of paused or removed ones, and forwards kicks. On
+//! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
+//! dropped mid-transaction) and the daemon exits 0.
+
+pub mod session;
+mod sync_task;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, info_span, Instrument};
+
+use crate::catalog::{Catalog, CatalogError, CatalogHandle, SyncDef};
+use crate::config::Config;
+use sync_task::SyncTask;
+
+/// How often the supervisor re-reads the catalog.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+struct Running {
+    def: watch::Sender<SyncDef>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
+    info!(catalog = %config.catalog.display(), "belt-syncd started");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    let mut running: HashMap<String, Running> = HashMap::new();
+    loop {
+        match catalog.call(|c| c.syncs()).await {
+            Ok(syncs) => reconcile(&config, &catalog, &mut running, syncs).await,
+            Err(e) => error!(error = %crate::pg::error::render(&e), "cannot read catalog"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    info!(syncs = running.len(), "stopping: finishing current chunks");
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    for (_, r) in running {
+        let _ = r.task.await;
+    }
+    info!("belt-syncd stopped");
+    Ok(())
+}
+
+async fn reconcile(
+    config: &Config,
+    catalog: &CatalogHandle,
+    running: &mut HashMap<String, Running>,
+    syncs: Vec<SyncDef>,
+) {
+    let wanted: HashMap<String, SyncDef> = syncs
+        .into_iter()
+        .filter(|s| !s.paused)
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let gone: Vec<String> = running
+        .keys()
+        .filter(|n| !wanted.contains_key(*n))
+        .cloned()
+        .collect();
+    for name in gone {
+        if let Some(r) = running.remove(&name) {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+            let n = name.clone();
+            let _ = catalog.call(move |c| c.set_state(&n, "paused", None)).await;
+        }
+    }
+    running.retain(|_, r| !r.task.is_finished());
+    for (name, def) in wanted {
+        if let Some(r) = running.get(&name) {
+            r.def.send_if_modified(|cur| {
+                let changed = *cur != def;
+                *cur = def.clone();
+                changed
+            });
+            continue;
+        }
+        let (def_tx, def_rx) = watch::channel(def);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = SyncTask {
+            catalog: catalog.clone(),
+            def: def_rx,
+            stop: stop_rx,
+            poll: config.poll_interval(),
+            chunk_keys: config.chunk_keys,
+            progressed: false,
+        };
+        let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
+        info!(sync = %name, "sync task started");
+        running.insert(
+            name,
+            Running {
+                def: def_tx,
+                stop: stop_tx,
+                task: handle,
+            },
+        );
+    }
+}

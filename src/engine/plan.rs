@@ -1,0 +1,94 @@
+//! What a round needs to know about one table: names, key, writable columns, the
+//! delta table and the SQL fragments built from them.
+
+use crate::capture::Captured;
+use crate::pg::introspect::{TableInfo, TableName};
+use crate::pg::quote;
+
+/// One captured table, ready for rounds.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    pub table: TableInfo,
+    /// Delta table in schema `belt` on the source.
+    pub delta: String,
+    /// Key columns (primary key or NOT NULL unique index).
+    pub key: Vec<String>,
+    /// `format_type` of each key column, for casting inlined key values.
+    pub key_types: Vec<String>,
+    /// Columns written on apply: every column but generated ones.
+    pub write_cols: Vec<String>,
+    /// Whether an identity column needs `OVERRIDING SYSTEM VALUE`.
+    pub identity: bool,
+    /// Sequences owned by the table, carried forward each round.
+    pub sequences: Vec<TableName>,
+}
+
+impl TablePlan {
+    /// Builds the plan of a captured table.
+    pub fn new(captured: &Captured, sequences: Vec<TableName>) -> TablePlan {
+        let table = captured.table.clone();
+        let key = table.key.clone().unwrap_or_default();
+        let key_types = key
+            .iter()
+            .map(|k| {
+                table
+                    .columns
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .map(|c| c.type_name.clone())
+                    .unwrap_or_else(|| "text".into())
+            })
+            .collect();
+        let write_cols = table
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|c| c.name.clone())
+            .collect();
+        let identity = table.columns.iter().any(|c| c.identity);
+        TablePlan {
+            delta: captured.delta.clone(),
+            key,
+            key_types,
+            write_cols,
+            identity,
+            sequences,
+            table,
+        }
+    }
+
+    /// `belt."d_…"`.
+    pub fn delta_sql(&self) -> String {
+        quote::qualified("belt", &self.delta)
+    }
+
+    /// `"k1", "k2"`.
+    pub fn key_list(&self) -> String {
+        quote::ident_list(&self.key)
+    }
+
+    /// `(k1, k2) <= ('v1'::t1, 'v2'::t2)`: the keys up to and including `hi`.
+    pub fn key_at_most(&self, hi: &[String]) -> String {
+        let values = hi
+            .iter()
+            .zip(&self.key_types)
+            .map(|(v, t)| format!("{}::{t}", quote::literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("({}) <= ({values})", self.key_list())
+    }
+
+    /// Name of this table's temp table (`kind` is `k` for keys, `r` for rows) on the target.
+    pub fn temp_table(&self, kind: char) -> String {
+        format!("pg_temp.{}", quote::ident(&format!("belt_{kind}_{}", self.delta)))
+    }
+
+    /// `t."k1" = k."k1" and …`.
+    pub fn key_join(&self, left: &str, right: &str) -> String {
+        self.key
+            .iter()
+            .map(|k| format!("{left}.{c} = {right}.{c}", c = quote::ident(k)))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}

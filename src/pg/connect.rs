@@ -1,0 +1,141 @@
+//! Opening sessions: password resolution, errors that say which database and why,
+//! and the session settings every belt session pins.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use super::dbspec::{describe_config, DbSpec};
+use super::error::DbError;
+use super::pgpass;
+
+/// Settings pinned on every session, so that text forms of values and the meaning of
+/// our SQL do not depend on server or role defaults.
+const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; \
+     set search_path = pg_catalog, pg_temp; set datestyle = 'ISO, YMD'; \
+     set intervalstyle = 'postgres'; set extra_float_digits = 3; set timezone = 'UTC'";
+
+/// Connects to `spec`, resolving its password, and pins the session settings.
+pub async fn connect(spec: &DbSpec) -> Result<Client, DbError> {
+    let (client, connection) = open(spec).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    pin_settings(spec, &client).await?;
+    Ok(client)
+}
+
+/// Connects and forwards every NOTIFY received on the session to the returned channel.
+pub async fn connect_listening(spec: &DbSpec) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
+    let (client, mut connection) = open(spec).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.channel().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listening connection closed");
+                    break;
+                }
+            }
+        }
+    });
+    pin_settings(spec, &client).await?;
+    Ok((client, rx))
+}
+
+async fn pin_settings(spec: &DbSpec, client: &Client) -> Result<(), DbError> {
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| DbError::query(&spec.name, "set session settings", e))
+}
+
+async fn open(
+    spec: &DbSpec,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    DbError,
+> {
+    let mut config = spec.config().map_err(|e| DbError::Settings {
+        db: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("belt");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if let Some(pw) = resolve_password(spec, &config)? {
+        config.password(pw);
+    }
+    let target = describe_config(&config);
+    config
+        .connect(NoTls)
+        .await
+        .map_err(|e| classify_connect_error(spec, target, e))
+}
+
+fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Error) -> DbError {
+    let db = spec.name.clone();
+    let reason = super::error::render(&e);
+    match e.code().map(|c| &c.code()[..2]) {
+        Some("28") => DbError::Auth { db, target, reason },
+        Some(_) => DbError::query(&spec.name, format!("connect ({target})"), e),
+        None if reason.contains("password missing") => DbError::Auth {
+            db,
+            target,
+            reason: "the server asks for a password and none was found".into(),
+        },
+        None => DbError::Unreachable { db, target, reason },
+    }
+}
+
+/// The password from `password_env`, `password_file`, or the pgpass file, in that order.
+fn resolve_password(spec: &DbSpec, config: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, DbError> {
+    let settings = |message: String| DbError::Settings {
+        db: spec.name.clone(),
+        message,
+    };
+    if let Some(var) = &spec.password_env {
+        return match std::env::var(var) {
+            Ok(v) => Ok(Some(v.into_bytes())),
+            Err(_) => Err(settings(format!(
+                "the environment variable {var} named by password_env is not set"
+            ))),
+        };
+    }
+    if let Some(path) = &spec.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| settings(format!("cannot read password_file {}: {e}", path.display())))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()));
+    }
+    let Some(path) = pgpass::default_path() else {
+        return Ok(None);
+    };
+    let Ok(contents) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or_default();
+    let dbname = config.get_dbname().unwrap_or(user);
+    Ok(pgpass::lookup(&contents, &host, port, dbname, user).map(String::into_bytes))
+}

@@ -1,0 +1,169 @@
+//! A database as the operator declared it: libpq connection keys without a password,
+//! plus where the password comes from.
+//!
+//! The catalog stores exactly this, so a password never lands in it: `password=` and
+//! URIs with a password are refused with a pointer to `password_env`, `password_file`
+//! or the pgpass file.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A database belt can connect to, as stored in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DbSpec {
+    /// The operator's name for it (`src`, `dst`, …).
+    pub name: String,
+    /// libpq key/value string or URI, never holding a password.
+    pub conninfo: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// A `beltctl add db` argument list that cannot be a database definition.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSpecError {
+    #[error("database '{db}': a password may not be given inline; use password_env=VAR, password_file=PATH or a pgpass file so that it is never stored")]
+    InlinePassword { db: String },
+    #[error("database '{db}': '{arg}' is not key=value (e.g. host=10.0.0.5 port=5432 dbname=app user=belt) or a postgres:// URI")]
+    NotKeyValue { db: String, arg: String },
+    #[error("database '{db}': invalid connection settings: {message}")]
+    Invalid { db: String, message: String },
+    #[error("database name '{0}' is not valid: use letters, digits, '_' and '-'")]
+    BadName(String),
+}
+
+impl DbSpec {
+    /// Builds a spec from `beltctl add db NAME ARGS…`.
+    pub fn parse(name: &str, args: &[String]) -> Result<DbSpec, DbSpecError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(DbSpecError::BadName(name.to_string()));
+        }
+        let mut spec = DbSpec {
+            name: name.to_string(),
+            conninfo: String::new(),
+            password_env: None,
+            password_file: None,
+        };
+        let mut pairs = Vec::new();
+        for arg in args {
+            if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+                spec.conninfo = arg.clone();
+                continue;
+            }
+            let (key, value) = arg.split_once('=').ok_or_else(|| DbSpecError::NotKeyValue {
+                db: name.to_string(),
+                arg: arg.clone(),
+            })?;
+            match key.trim() {
+                "password" => return Err(DbSpecError::InlinePassword { db: name.to_string() }),
+                "password_env" => spec.password_env = Some(value.to_string()),
+                "password_file" => spec.password_file = Some(PathBuf::from(value)),
+                k => pairs.push(format!("{k}={}", quote_value(value))),
+            }
+        }
+        if !pairs.is_empty() {
+            if !spec.conninfo.is_empty() {
+                return Err(DbSpecError::Invalid {
+                    db: name.to_string(),
+                    message: "give either a URI or key=value pairs, not both".into(),
+                });
+            }
+            spec.conninfo = pairs.join(" ");
+        }
+        let config = spec.config()?;
+        if config.get_password().is_some() {
+            return Err(DbSpecError::InlinePassword { db: name.to_string() });
+        }
+        Ok(spec)
+    }
+
+    /// The tokio-postgres configuration, without a password.
+    pub fn config(&self) -> Result<tokio_postgres::Config, DbSpecError> {
+        tokio_postgres::Config::from_str(&self.conninfo).map_err(|e| DbSpecError::Invalid {
+            db: self.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `host=… port=… dbname=… user=…` for messages: what, never the secret.
+    pub fn describe(&self) -> String {
+        match self.config() {
+            Ok(c) => describe_config(&c),
+            Err(_) => "invalid settings".into(),
+        }
+    }
+}
+
+/// The non-secret parts of a configuration, for error messages and logs.
+pub fn describe_config(c: &tokio_postgres::Config) -> String {
+    let host = c
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "?".into());
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "host={host} port={port} dbname={} user={}",
+        c.get_dbname().unwrap_or("?"),
+        c.get_user().unwrap_or("?")
+    )
+}
+
+fn quote_value(v: &str) -> String {
+    if !v.is_empty() && !v.contains([' ', '\'', '\\']) {
+        return v.to_string();
+    }
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn keeps_keys_and_password_source() {
+        let s = DbSpec::parse(
+            "src",
+            &args(&[
+                "host=127.0.0.1",
+                "port=5433",
+                "dbname=my app",
+                "user=bob",
+                "password_env=PW",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.password_env.as_deref(), Some("PW"));
+        let c = s.config().unwrap();
+        assert_eq!(c.get_dbname(), Some("my app"));
+        assert!(!s.conninfo.contains("PW"));
+    }
+
+    #[test]
+    fn refuses_inline_passwords() {
+        let e = DbSpec::parse("src", &args(&["host=h", "password=hunter2"])).unwrap_err();
+        assert!(e.to_string().contains("password_env"));
+        assert!(!e.to_string().contains("hunter2"));
+        let e = DbSpec::parse("src", &args(&["postgres://u:hunter2@h/db"])).unwrap_err();
+        assert!(matches!(e, DbSpecError::InlinePassword { .. }));
+    }
+
+    #[test]
+    fn names_the_bad_argument() {
+        let e = DbSpec::parse("src", &args(&["hostlocalhost"])).unwrap_err();
+        assert!(e.to_string().contains("'hostlocalhost'"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Talking to PostgreSQL: connection settings, sessions, catalog queries, quoting.
+
+pub mod connect;
+pub mod dbspec;
+pub mod error;
+pub mod introspect;
+pub mod pgpass;
+pub mod quote;
+
+pub use connect::{connect, connect_listening};
+pub use dbspec::DbSpec;
+pub use error::DbError;

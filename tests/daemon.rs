@@ -1,0 +1,67 @@
+//! The daemon as an operator runs it: changes arrive without a kick, status tells
+//! what is going on, SIGTERM stops cleanly.
+
+use crate::support::{count, wait_for, Pair};
+
+#[tokio::test]
+async fn a_commit_reaches_the_target_by_notification() {
+    // The timer poll is ten minutes: only the trigger's NOTIFY can deliver in time.
+    let pair = Pair::with_config(
+        "create table t (id int primary key, v text)",
+        "poll_interval_ms: 600000\n",
+    )
+    .await;
+    pair.add_sync("t");
+    let mut daemon = pair.start_daemon();
+    pair.kick_wait();
+
+    pair.src()
+        .await
+        .batch_execute("insert into t values (1, 'hello')")
+        .await
+        .unwrap();
+    let dst = pair.dst().await;
+    wait_for(10, "the row to arrive without a kick", || async {
+        count(&dst, "t").await == 1
+    })
+    .await;
+
+    let status = pair.status();
+    assert_eq!(status["state"], "replicating", "{status}");
+    assert!(status["rounds"].as_i64().unwrap() >= 2, "{status}");
+    assert_eq!(status["pending_rows"], 0, "{status}");
+
+    assert!(
+        daemon.terminate().success(),
+        "SIGTERM must exit 0:\n{}",
+        daemon.log()
+    );
+    assert_eq!(pair.status()["state"], "stopped");
+}
+
+#[tokio::test]
+async fn a_paused_sync_resumes_where_it_stopped() {
+    let pair = Pair::new("create table t (id int primary key, v text)").await;
+    pair.add_sync("t");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+
+    pair.beltctl_ok(&["pause", "app"]);
+    wait_for(10, "the sync to pause", || async {
+        pair.status()["state"] == "paused"
+    })
+    .await;
+    let src = pair.src().await;
+    src.batch_execute("insert into t select generate_series(1, 50), 'x'")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&pair.dst().await, "t").await,
+        0,
+        "a paused sync applies nothing"
+    );
+
+    pair.beltctl_ok(&["resume", "app"]);
+    pair.kick_wait();
+    assert_eq!(count(&pair.dst().await, "t").await, 50);
+}

@@ -1,0 +1,10 @@
+//! Integration tests against real PostgreSQL clusters started by `support`.
+//! One test binary for every area keeps link time down.
+
+mod support;
+
+mod bad_input;
+mod batches;
+mod crash;
+mod daemon;
+mod roundtrip;

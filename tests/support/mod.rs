@@ -1,0 +1,250 @@
+//! Test support: a throwaway cluster with a source and a target database, a private
+//! catalog, the two binaries, and helpers that wait for a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use belt::local_cluster::LocalCluster;
+use belt::pg::{connect, DbSpec};
+use tokio_postgres::Client;
+
+/// Source database name inside the test cluster.
+pub const SRC: &str = "app_src";
+/// Target database name inside the test cluster.
+pub const DST: &str = "app_dst";
+
+/// One cluster holding a source and a target database, plus a catalog of its own.
+pub struct Pair {
+    pub cluster: LocalCluster,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Pair {
+    /// Starts a cluster, creates both databases and runs `schema` in each.
+    pub async fn new(schema: &str) -> Pair {
+        Pair::with_config(schema, "").await
+    }
+
+    /// Like [`Pair::new`], with extra lines for the belt config file.
+    pub async fn with_config(schema: &str, extra_config: &str) -> Pair {
+        let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
+        let dir = std::env::temp_dir().join(format!("belt-test-{}-{}", std::process::id(), cluster.port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("belt.yaml");
+        std::fs::write(
+            &config,
+            format!("catalog: {}\n{extra_config}", dir.join("belt.db").display()),
+        )
+        .unwrap();
+        let pair = Pair { cluster, dir, config };
+        let admin = pair.connect("postgres").await;
+        for db in [SRC, DST] {
+            admin
+                .batch_execute(&format!("create database {db}"))
+                .await
+                .unwrap();
+            pair.connect(db).await.batch_execute(schema).await.unwrap();
+        }
+        pair
+    }
+
+    /// A database definition for `dbname` in this cluster.
+    pub fn spec(&self, name: &str, dbname: &str) -> DbSpec {
+        self.cluster.db_spec(name, dbname)
+    }
+
+    /// A session on `dbname` as the superuser, with an application's search_path.
+    pub async fn connect(&self, dbname: &str) -> Client {
+        let client = connect(&self.spec(dbname, dbname)).await.unwrap();
+        client.batch_execute("set search_path = public").await.unwrap();
+        client
+    }
+
+    pub async fn src(&self) -> Client {
+        self.connect(SRC).await
+    }
+
+    pub async fn dst(&self) -> Client {
+        self.connect(DST).await
+    }
+
+    /// Runs beltctl with this pair's config.
+    pub fn beltctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_beltctl"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run beltctl")
+    }
+
+    /// Runs beltctl and panics with its output unless it succeeds.
+    pub fn beltctl_ok(&self, args: &[&str]) -> String {
+        let out = self.beltctl(args);
+        assert!(out.status.success(), "beltctl {args:?} failed:\n{}", text(&out));
+        text(&out)
+    }
+
+    /// `add db src`, `add db dst`, `add sync app --dbs src:source,dst:target --tables TABLES`.
+    pub fn add_sync(&self, tables: &str) {
+        for (name, db) in [("src", SRC), ("dst", DST)] {
+            let mut args = vec!["add".to_string(), "db".into(), name.into()];
+            args.extend(self.cluster.add_db_args(db));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.beltctl_ok(&refs);
+        }
+        self.beltctl_ok(&[
+            "add",
+            "sync",
+            "app",
+            "--dbs",
+            "src:source,dst:target",
+            "--tables",
+            tables,
+        ]);
+    }
+
+    /// Starts belt-syncd on this pair's catalog.
+    pub fn start_daemon(&self) -> Daemon {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+            .arg("-c")
+            .arg(&self.config)
+            .env("BELT_LOG", "belt=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start belt-syncd");
+        Daemon {
+            child: Some(child),
+            log: self.dir.join("daemon.log"),
+        }
+    }
+
+    /// Waits for a finished round that started after now.
+    pub fn kick_wait(&self) {
+        self.beltctl_ok(&["kick", "app", "--wait", "--timeout", "60"]);
+    }
+
+    /// The catalog's status of sync `app` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.beltctl_ok(&["status", "app", "--json"])).unwrap()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running belt-syncd; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// SIGKILL, like a crash or the OOM killer.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().unwrap()
+    }
+
+    /// What the daemon logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// stdout and stderr of a command.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `check` until it returns true or `secs` pass; panics with `what` then.
+pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every row of `table` as text, in a stable order.
+pub async fn rows(client: &Client, table: &str) -> Vec<String> {
+    client
+        .query(&format!("select t::text from {table} t order by 1"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("read {table}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// `select count(*)` of a query.
+pub async fn count(client: &Client, from: &str) -> i64 {
+    client
+        .query_one(&format!("select count(*) from {from}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("count {from}: {e}"))
+        .get(0)
+}
+
+/// Asserts that `table` holds the same rows on both sides.
+pub async fn assert_same(pair: &Pair, table: &str) {
+    let (s, d) = (
+        rows(&pair.src().await, table).await,
+        rows(&pair.dst().await, table).await,
+    );
+    assert_eq!(s.len(), d.len(), "{table}: row counts differ");
+    assert_eq!(s, d, "{table}: rows differ");
+}
+
+/// Whether schema belt exists in `client`'s database.
+pub async fn has_belt_schema(client: &Client) -> bool {
+    client
+        .query_one(
+            "select exists (select 1 from pg_namespace where nspname = 'belt')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Path helper for the catalog file of a pair.
+pub fn catalog_file(pair: &Pair) -> PathBuf {
+    Path::new(&pair.dir).join("belt.db")
+}
