@@ -65,3 +65,14 @@ async fn a_paused_sync_resumes_where_it_stopped() {
     pair.kick_wait();
     assert_eq!(count(&pair.dst().await, "t").await, 50);
 }
+
+#[test]
+fn the_demo_ends_with_equal_databases() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beltctl"))
+        .args(["demo", "--seconds", "2"])
+        .output()
+        .expect("run beltctl demo");
+    let text = crate::support::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches(": equal").count(), 4, "{text}");
+}

@@ -2,6 +2,7 @@
 //! what it prints as a struct so that `--json` and the human table come from one place.
 
 mod db;
+mod demo;
 mod output;
 mod sync;
 mod watch;
@@ -54,6 +55,8 @@ pub enum Command {
     /// Remove a sync or a database definition.
     #[command(subcommand)]
     Remove(RemoveCommand),
+    /// Run the whole story on two throwaway local clusters.
+    Demo(demo::DemoArgs),
 }
 
 /// `beltctl add …`
@@ -118,6 +121,9 @@ pub enum CliError {
 /// Runs one beltctl invocation.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
+    if let Command::Demo(args) = cli.command {
+        return demo::run(args).await;
+    }
     let mut catalog = Catalog::open(&config.catalog)?;
     match cli.command {
         Command::Add(AddCommand::Db(args)) => db::add(&mut catalog, args),
@@ -137,5 +143,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Resume { name } => sync::set_paused(&mut catalog, &name, false),
         Command::Remove(RemoveCommand::Sync { name }) => sync::remove(&mut catalog, &name),
         Command::Remove(RemoveCommand::Db { name }) => db::remove(&mut catalog, &name),
+        Command::Demo(_) => unreachable!("handled above"),
     }
 }

@@ -39,11 +39,23 @@ struct Running {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
-    info!(catalog = %config.catalog.display(), "belt-syncd started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
+    let signalled = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    run_until(config, signalled).await
+}
+
+/// Runs the daemon until `shutdown` completes; every sync finishes its current chunk.
+pub async fn run_until(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
+    let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
+    info!(catalog = %config.catalog.display(), "belt-syncd started");
     let mut running: HashMap<String, Running> = HashMap::new();
+    tokio::pin!(shutdown);
     loop {
         match catalog.call(|c| c.syncs()).await {
             Ok(syncs) => reconcile(&config, &catalog, &mut running, syncs).await,
@@ -51,8 +63,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
         tokio::select! {
             _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut shutdown => break,
         }
     }
     info!(syncs = running.len(), "stopping: finishing current chunks");
