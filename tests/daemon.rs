@@ -76,3 +76,41 @@ fn the_demo_ends_with_equal_databases() {
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches(": equal").count(), 4, "{text}");
 }
+
+#[tokio::test]
+async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
+    let pair = Pair::new("create table t (id int primary key); create table u (id int primary key)").await;
+    pair.add_sync("t");
+    pair.beltctl_ok(&[
+        "add",
+        "sync",
+        "other",
+        "--dbs",
+        "src:source,dst:target",
+        "--tables",
+        "u",
+    ]);
+    pair.dst().await.batch_execute("drop table u").await.unwrap();
+    let _daemon = pair.start_daemon();
+
+    wait_for(30, "sync 'other' to fail", || async {
+        let out = pair.beltctl_ok(&["status", "other", "--json"]);
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        s["state"] == "failed"
+    })
+    .await;
+    let out = pair.beltctl_ok(&["status", "other", "--json"]);
+    assert!(out.contains("public.u exists in 'src' but not in 'dst'"), "{out}");
+
+    pair.src()
+        .await
+        .batch_execute("insert into t values (1)")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    assert_eq!(
+        count(&pair.dst().await, "t").await,
+        1,
+        "sync 'app' must keep replicating"
+    );
+}

@@ -68,31 +68,64 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     step(1, "starting two clusters from the local PostgreSQL binaries");
     let source = LocalCluster::start().map_err(|e| failed("start source cluster")(e.to_string()))?;
     let target = LocalCluster::start().map_err(|e| failed("start target cluster")(e.to_string()))?;
-    println!("      source 127.0.0.1:{}, target 127.0.0.1:{}", source.port(), target.port());
+    println!(
+        "      source 127.0.0.1:{}, target 127.0.0.1:{}",
+        source.port(),
+        target.port()
+    );
 
-    step(2, "creating the shop schema on both (customers, products, orders, order_lines with FKs)");
+    step(
+        2,
+        "creating the shop schema on both (customers, products, orders, order_lines with FKs)",
+    );
     for cluster in [&source, &target] {
         let admin = connect(&cluster.db_spec("admin", "postgres")).await?;
-        admin.batch_execute("create database shop").await.map_err(|e| failed("create database")(e.to_string()))?;
+        admin
+            .batch_execute("create database shop")
+            .await
+            .map_err(|e| failed("create database")(e.to_string()))?;
         let shop = app_session(cluster).await?;
-        shop.batch_execute(SHOP).await.map_err(|e| failed("create schema")(e.to_string()))?;
+        shop.batch_execute(SHOP)
+            .await
+            .map_err(|e| failed("create schema")(e.to_string()))?;
     }
 
-    step(3, "beltctl add db src …; add db dst …; add sync shop --dbs src:source,dst:target");
+    step(
+        3,
+        "beltctl add db src …; add db dst …; add sync shop --dbs src:source,dst:target",
+    );
     let dir = std::env::temp_dir().join(format!("belt-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| failed("create work directory")(e.to_string()))?;
-    let config = Config { catalog: dir.join("belt.db"), ..Config::default() };
+    let config = Config {
+        catalog: dir.join("belt.db"),
+        ..Config::default()
+    };
     let mut catalog = Catalog::open(&config.catalog)?;
     let (src_spec, dst_spec) = (source.db_spec("src", "shop"), target.db_spec("dst", "shop"));
     catalog.add_db(&src_spec)?;
     catalog.add_db(&dst_spec)?;
     let (src, dst) = (connect(&src_spec).await?, connect(&dst_spec).await?);
-    let tables = tables::resolve(&src, "src", &dst, "dst", &Selection::All { schema: Some("public".into()) }).await?;
+    let tables = tables::resolve(
+        &src,
+        "src",
+        &dst,
+        "dst",
+        &Selection::All {
+            schema: Some("public".into()),
+        },
+    )
+    .await?;
     let def = SyncDef {
         name: "shop".into(),
         members: vec![
-            Member { db: "src".into(), role: Role::Source },
-            Member { db: "dst".into(), role: Role::Target },
+            Member {
+                db: "src".into(),
+                role: Role::Source,
+            },
+            Member {
+                db: "dst".into(),
+                role: Role::Target,
+            },
         ],
         conflict: "latest".into(),
         group: None,
@@ -100,23 +133,42 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         kick_seq: 0,
     };
     catalog.add_sync(&def, &tables)?;
-    println!("      {} tables, every one with a key: {}", tables.len(), TABLES.join(", "));
+    println!(
+        "      {} tables, every one with a key: {}",
+        tables.len(),
+        TABLES.join(", ")
+    );
 
-    step(4, "starting belt-syncd: it installs capture triggers on the source and replicates");
+    step(
+        4,
+        "starting belt-syncd: it installs capture triggers on the source and replicates",
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async {
         let _ = stop_rx.await;
     }));
     wait_state(&catalog, "replicating", Duration::from_secs(30)).await?;
 
-    step(5, &format!("an application writes to the source for {}s: orders, lines, price changes, deletes", args.seconds));
+    step(
+        5,
+        &format!(
+            "an application writes to the source for {}s: orders, lines, price changes, deletes",
+            args.seconds
+        ),
+    );
     let writer = app_session(&source).await?;
-    writer.batch_execute(SEED).await.map_err(|e| failed("seed data")(e.to_string()))?;
+    writer
+        .batch_execute(SEED)
+        .await
+        .map_err(|e| failed("seed data")(e.to_string()))?;
     let started = Instant::now();
     let mut next_report = Duration::from_secs(1);
     let mut statements = 0u64;
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        writer.batch_execute(WRITE).await.map_err(|e| failed("write")(e.to_string()))?;
+        writer
+            .batch_execute(WRITE)
+            .await
+            .map_err(|e| failed("write")(e.to_string()))?;
         statements += 1;
         if started.elapsed() >= next_report {
             let s = catalog.status("shop")?;
@@ -132,12 +184,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    step(6, "writer stopped; waiting for the last round, then comparing both sides");
+    step(
+        6,
+        "writer stopped; waiting for the last round, then comparing both sides",
+    );
     let kick = catalog.kick("shop")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while catalog.status("shop")?.kick_done < kick || catalog.status("shop")?.pending_rows > 0 {
         if Instant::now() > deadline {
-            return Err(CliError::Failed("demo: the last round did not finish within 60s".into()));
+            return Err(CliError::Failed(
+                "demo: the last round did not finish within 60s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -147,7 +204,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         let (a, b) = (fingerprint(&writer, t).await?, fingerprint(&target_app, t).await?);
         let mark = if a == b { "equal" } else { "DIFFERENT" };
         equal &= a == b;
-        println!("      {t:<12} {:>6} rows on the source, {:>6} on the target: {mark}", a.0, b.0);
+        println!(
+            "      {t:<12} {:>6} rows on the source, {:>6} on the target: {mark}",
+            a.0, b.0
+        );
     }
     let _ = stop_tx.send(());
     let _ = daemon.await;
@@ -177,7 +237,10 @@ async fn wait_state(catalog: &Catalog, state: &str, limit: Duration) -> Result<(
         }
         if Instant::now() > deadline {
             let error = s.last_error.unwrap_or_default();
-            return Err(CliError::Failed(format!("demo: sync is '{}' after {limit:?}: {error}", s.state)));
+            return Err(CliError::Failed(format!(
+                "demo: sync is '{}' after {limit:?}: {error}",
+                s.state
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

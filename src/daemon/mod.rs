@@ -51,7 +51,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 }
 
 /// Runs the daemon until `shutdown` completes; every sync finishes its current chunk.
-pub async fn run_until(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run_until(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
     info!(catalog = %config.catalog.display(), "belt-syncd started");
     let mut running: HashMap<String, Running> = HashMap::new();
