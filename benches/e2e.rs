@@ -2,7 +2,8 @@
 //!
 //! Measures, each against its reference in the same run:
 //! - pgbench tpcb-like TPS on the source without capture, with statement-level capture
-//!   triggers (belt's default) and with row-level triggers (the alternative);
+//!   triggers (belt's default) and with row-level triggers (the alternative), as the
+//!   median of interleaved runs (a 2-core machine drifts by ±15% between runs);
 //! - catch-up: keys/s applied after `TXNS` pgbench transactions made while belt-syncd
 //!   was stopped, and the daemon's peak RSS meanwhile.
 //!
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use belt::capture::{self, TriggerMode};
 use belt::local_cluster::LocalCluster;
 use belt::pg::connect;
+use belt::pg::introspect::{describe_table, TableName};
 use tokio_postgres::Client;
 
 const TABLES: [&str; 3] = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"];
@@ -71,13 +74,20 @@ impl Bench {
     }
 
     /// Runs `txns` tpcb-like transactions; returns TPS.
-    fn run(&self, txns: u64) -> f64 {
-        let per_client = (txns / self.clients).to_string();
+    fn run_txns(&self, txns: u64) -> f64 {
+        self.run(&["-t", &(txns / self.clients).to_string()])
+    }
+
+    /// Runs tpcb-like transactions for `secs` seconds; returns TPS.
+    fn run_secs(&self, secs: u64) -> f64 {
+        self.run(&["-T", &secs.to_string()])
+    }
+
+    fn run(&self, limit: &[&str]) -> f64 {
         let clients = self.clients.to_string();
-        let out = self.pgbench(
-            &self.source,
-            &["-n", "-c", &clients, "-j", "2", "-t", &per_client],
-        );
+        let mut args = vec!["-n", "-c", &clients, "-j", "2"];
+        args.extend(limit);
+        let out = self.pgbench(&self.source, &args);
         out.lines()
             .find(|l| l.starts_with("tps = "))
             .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
@@ -108,6 +118,43 @@ impl Bench {
             .spawn()
             .unwrap()
     }
+}
+
+const REPS: usize = 3;
+const SECS: u64 = 10;
+
+/// Median TPS without capture, with statement-level and with row-level triggers,
+/// the variants interleaved so that drift of the machine hits all three alike.
+async fn capture_overhead(bench: &Bench) -> [f64; 3] {
+    let mut src = session(&bench.source).await;
+    let mut tables = Vec::new();
+    for t in TABLES {
+        let name = TableName {
+            schema: "public".into(),
+            name: t.into(),
+        };
+        tables.push(describe_table(&src, "src", &name).await.unwrap().unwrap());
+    }
+    let mut runs: [Vec<f64>; 3] = Default::default();
+    for _ in 0..REPS {
+        for (i, mode) in [None, Some(TriggerMode::Statement), Some(TriggerMode::Row)]
+            .into_iter()
+            .enumerate()
+        {
+            capture::uninstall_tables(&src, "src", &tables).await.unwrap();
+            if let Some(mode) = mode {
+                capture::install(&mut src, "src", &tables, mode).await.unwrap();
+            }
+            src.batch_execute("vacuum analyze").await.unwrap();
+            runs[i].push(bench.run_secs(SECS));
+        }
+    }
+    capture::uninstall_tables(&src, "src", &tables).await.unwrap();
+    eprintln!("tps runs (none, statement, row): {runs:?}");
+    runs.map(|mut r| {
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    })
 }
 
 async fn session(cluster: &LocalCluster) -> Client {
@@ -206,9 +253,9 @@ async fn main() {
     create_db(&bench.target).await;
     eprintln!("pgbench scale {scale}, {txns} transactions, {clients} clients");
 
-    eprintln!("baseline: no capture");
+    eprintln!("capture overhead: {REPS} interleaved runs of {SECS}s per variant");
     bench.init(&bench.source, scale);
-    let tps_plain = bench.run(txns);
+    let tps = capture_overhead(&bench).await;
 
     bench.init(&bench.source, scale);
     bench.init(&bench.target, scale);
@@ -231,8 +278,8 @@ async fn main() {
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 
-    eprintln!("statement-level capture, daemon stopped");
-    let tps_statement = bench.run(txns);
+    eprintln!("{txns} transactions with the daemon stopped");
+    let tps_backlog_run = bench.run_txns(txns);
     let src = session(&bench.source).await;
     let backlog_rows = pending(&src).await;
     let backlog_keys = distinct_keys(&src).await;
@@ -259,28 +306,14 @@ async fn main() {
         equal &= fingerprint(&src, t).await == fingerprint(&dst, t).await;
     }
 
-    eprintln!("row-level capture, daemon stopped");
-    for (t, k) in [
-        ("pgbench_accounts", "aid"),
-        ("pgbench_branches", "bid"),
-        ("pgbench_tellers", "tid"),
-    ] {
-        src.execute(
-            "select belt.install_table('public', $1, array[$2], 'row')",
-            &[&t, &k],
-        )
-        .await
-        .unwrap();
-    }
-    let tps_row = bench.run(txns);
-
     let report = serde_json::json!({
         "scale": scale, "transactions": txns, "clients": clients,
-        "tps_no_capture": tps_plain,
-        "tps_statement_triggers": tps_statement,
-        "tps_row_triggers": tps_row,
-        "ratio_statement": tps_statement / tps_plain,
-        "ratio_row": tps_row / tps_plain,
+        "tps_no_capture_median": tps[0],
+        "tps_statement_triggers_median": tps[1],
+        "tps_row_triggers_median": tps[2],
+        "ratio_statement": tps[1] / tps[0],
+        "ratio_row": tps[2] / tps[0],
+        "tps_during_backlog_run": tps_backlog_run,
         "backlog_delta_rows": backlog_rows,
         "backlog_keys": backlog_keys,
         "catch_up_seconds": catch_up,

@@ -59,6 +59,7 @@ create or replace function belt.install_table(
 ) returns text
 language plpgsql
 set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
 as $fn$
 declare
     v_rel text := format('%I.%I', p_schema, p_table);
@@ -174,6 +175,7 @@ $$;
 create or replace function belt.uninstall_table(p_schema text, p_table text) returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
 as $fn$
 declare
     v_rel text := format('%I.%I', p_schema, p_table);

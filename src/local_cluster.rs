@@ -288,7 +288,7 @@ fn make_template(bin: &Path) -> Result<PathBuf, ClusterError> {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
-    let target = std::env::temp_dir().join(format!("belt-pg-template-{tag}-v1"));
+    let target = std::env::temp_dir().join(format!("belt-pg-template-{tag}-v2"));
     if target.join("PG_VERSION").is_file() && target.join("pwfile").is_file() {
         return Ok(target);
     }
@@ -330,9 +330,11 @@ fn make_template(bin: &Path) -> Result<PathBuf, ClusterError> {
     let result = run(&mut initdb, "initdb");
     let _ = std::fs::remove_file(&pwfile);
     result?;
+    // fsync off for speed; synchronous_commit stays on, so that a test's immediate
+    // restart (a crash of the server process) loses no committed transaction.
     append(
         &staging.join("postgresql.conf"),
-        "\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n\
+        "\nfsync = off\nfull_page_writes = off\nmax_connections = 100\n\
          shared_buffers = 64MB\nmax_wal_size = 1GB\nlog_min_messages = warning\n",
     )?;
     std::fs::write(staging.join("pwfile"), &password).map_err(io("write password file"))?;

@@ -114,3 +114,22 @@ async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
         "sync 'app' must keep replicating"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_until_the_server_is_back() {
+    let pair = Pair::new("create table t (id int primary key)").await;
+    pair.add_sync("t");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+
+    pair.cluster.restart_immediate().unwrap();
+    pair.src()
+        .await
+        .batch_execute("insert into t select generate_series(1, 10)")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    assert_eq!(count(&pair.dst().await, "t").await, 10);
+    let status = pair.status();
+    assert_eq!(status["state"], "replicating", "{status}");
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod batches;
+mod capture;
 mod crash;
 mod daemon;
 mod roundtrip;

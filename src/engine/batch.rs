@@ -3,14 +3,19 @@
 //! Transactions commit out of order. A delta row with a smaller id can become visible
 //! after a larger one was consumed, so `WHERE id > last_id` loses it for good. Every
 //! delta row instead carries the txid that wrote it. A round reads the source's
-//! current snapshot `S_round`; its batch is every delta committed in `S_round` and not
-//! already committed in the previous round's snapshot `S_prev`. A transaction still
-//! open at `S_round` is not in the batch and is not lost: it is in the next one.
-//! (This is PgQ's tick idea.)
+//! current snapshot `S_round`; its batch is every delta row committed in `S_round`. A
+//! transaction still open at `S_round` is not in the batch and is not lost: its rows
+//! stay in the delta table and are in the next round's snapshot. (PgQ's tick idea.)
 //!
-//! Consumed deltas are deleted in the same transaction pair that applies them, so the
-//! `S_prev` test is a second guard, not the only one; the delta tables are indexed on
-//! their key (chunks are key ranges) rather than on txid.
+//! Where this departs from DESIGN.md's wording: the batch is not also filtered by
+//! "not visible in the previous snapshot `S_prev`". Each chunk deletes the deltas it
+//! applied in the same transaction pair, so every delta visible in `S_prev` is already
+//! gone when the next round starts, and the filter could only ever drop a row: one
+//! written after a crash that lost the source's last transactions
+//! (`synchronous_commit = off`) can reuse a txid below `S_prev`'s xmax and would be
+//! skipped for good. The stored position still guards the other way: a source whose
+//! txids are behind it was restored or failed over, and the sync stops (rule 5).
+//! The delta tables are indexed on their key (chunks are key ranges), not on txid.
 
 use tokio_postgres::Client;
 
@@ -18,16 +23,9 @@ use super::snapshot::Snapshot;
 use super::EngineError;
 use crate::pg::DbError;
 
-/// SQL condition on a delta table's rows selecting the batch between `prev` and `round`.
-pub fn batch_filter(round: &Snapshot, prev: Option<&Snapshot>) -> String {
-    let mut filter = format!("txid_visible_in_snapshot(belt_txid, {})", round.sql());
-    if let Some(prev) = prev {
-        filter.push_str(&format!(
-            " and not txid_visible_in_snapshot(belt_txid, {})",
-            prev.sql()
-        ));
-    }
-    filter
+/// SQL condition on a delta table's rows selecting the batch of snapshot `round`.
+pub fn batch_filter(round: &Snapshot) -> String {
+    format!("txid_visible_in_snapshot(belt_txid, {})", round.sql())
 }
 
 /// Reads the source's current snapshot: the upper edge of the next batch.
@@ -68,12 +66,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_excludes_previous_snapshot() {
+    fn filter_takes_what_the_snapshot_sees() {
         let round: Snapshot = "100:105:101".parse().unwrap();
-        let prev: Snapshot = "90:95:".parse().unwrap();
-        let f = batch_filter(&round, Some(&prev));
-        assert!(f.contains("'100:105:101'::txid_snapshot"));
-        assert!(f.contains("not txid_visible_in_snapshot(belt_txid, '90:95:'::txid_snapshot)"));
-        assert!(!batch_filter(&round, None).contains("not"));
+        assert_eq!(
+            batch_filter(&round),
+            "txid_visible_in_snapshot(belt_txid, '100:105:101'::txid_snapshot)"
+        );
     }
 }

@@ -22,7 +22,7 @@ pub enum EngineError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// The source's transaction counter is behind the stored position.
-    #[error("database '{db}' is behind the position belt stored (its next transaction id {current} is below {stored}): it was restored from a backup or failed over to a lagging replica. belt stopped this sync rather than skip changes; compare the databases, then remove and re-add the sync")]
+    #[error("database '{db}' is behind the position belt stored (its next transaction id {current} is below {stored}): it was restored from a backup, failed over to a lagging replica, or lost its last transactions in a crash with synchronous_commit = off. belt stopped this sync rather than skip changes; compare the databases, then remove and re-add the sync")]
     SourceMoved { db: String, current: u64, stored: u64 },
 }
 

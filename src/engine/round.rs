@@ -43,7 +43,7 @@ pub async fn run_round(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<RoundResult, EngineError> {
     let snapshot = current_snapshot(src, ends.src, prev).await?;
-    let batch = batch_filter(&snapshot, prev);
+    let batch = batch_filter(&snapshot);
     let mut result = RoundResult {
         snapshot: None,
         keys: 0,

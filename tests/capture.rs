@@ -1,0 +1,53 @@
+//! Rule 9: capture installs and uninstalls idempotently and leaves nothing behind.
+
+use belt::capture::{self, TriggerMode};
+use belt::pg::introspect::{describe_table, TableName};
+
+use crate::support::{count, has_belt_schema, Pair};
+
+#[tokio::test]
+async fn install_and_uninstall_are_idempotent() {
+    let pair = Pair::new(r#"create table "Mixed Case" (id int primary key, v text)"#).await;
+    let mut src = pair.src().await;
+    let name = TableName {
+        schema: "public".into(),
+        name: "Mixed Case".into(),
+    };
+    let table = describe_table(&src, "src", &name).await.unwrap().unwrap();
+    let tables = [table];
+
+    let first = capture::install(&mut src, "src", &tables, TriggerMode::Statement)
+        .await
+        .unwrap();
+    let again = capture::install(&mut src, "src", &tables, TriggerMode::Statement)
+        .await
+        .unwrap();
+    assert_eq!(first[0].delta, again[0].delta);
+    let triggers = r#"pg_trigger where tgrelid = '"Mixed Case"'::regclass and tgname like 'belt%'"#;
+    assert_eq!(
+        count(&src, triggers).await,
+        4,
+        "insert, update, delete and truncate triggers"
+    );
+
+    src.batch_execute(
+        r#"insert into "Mixed Case" values (1, 'a'), (2, 'b'); update "Mixed Case" set id = 3 where id = 2"#,
+    )
+    .await
+    .unwrap();
+    let delta = format!("belt.\"{}\"", first[0].delta);
+    // Two inserted keys, then the key update records both the old and the new key.
+    assert_eq!(count(&src, &delta).await, 4);
+
+    capture::uninstall_tables(&src, "src", &tables).await.unwrap();
+    capture::uninstall_tables(&src, "src", &tables).await.unwrap();
+    assert_eq!(count(&src, triggers).await, 0);
+    capture::uninstall_all(&src, "src").await.unwrap();
+    capture::uninstall_all(&src, "src").await.unwrap();
+    assert!(!has_belt_schema(&src).await);
+    assert_eq!(
+        count(&src, r#""Mixed Case""#).await,
+        2,
+        "user data is never touched"
+    );
+}
