@@ -103,16 +103,38 @@ async fn applying_a_batch_twice_changes_nothing() {
 async fn a_source_behind_the_stored_position_stops_the_round() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
     let mut s = open(&pair).await;
-    pair.src().await.batch_execute("insert into t values (1, 'x')").await.unwrap();
+    pair.src()
+        .await
+        .batch_execute("insert into t values (1, 'x')")
+        .await
+        .unwrap();
     // As if the position came from before a restore: far ahead of the source's txids.
     let future: Snapshot = "900000000:900000000:".parse().unwrap();
-    let Session { src_db, dst_db, src, dst, plans, .. } = &mut s;
-    let ends = Ends { src: src_db, dst: dst_db };
-    let err = run_round(ends, src, dst, plans, Some(&future), DEFAULT_CHUNK_KEYS, &|| false)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, belt::engine::EngineError::SourceMoved { .. }), "{err}");
+    let Session {
+        src_db,
+        dst_db,
+        src,
+        dst,
+        plans,
+        ..
+    } = &mut s;
+    let ends = Ends {
+        src: src_db,
+        dst: dst_db,
+    };
+    let err = run_round(ends, src, dst, plans, Some(&future), DEFAULT_CHUNK_KEYS, &|| {
+        false
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, belt::engine::EngineError::SourceMoved { .. }),
+        "{err}"
+    );
     assert!(!err.is_transient(), "a moved source must not be retried silently");
-    assert!(err.to_string().contains("database 'src' is behind the position"), "{err}");
+    assert!(
+        err.to_string().contains("database 'src' is behind the position"),
+        "{err}"
+    );
     assert_eq!(count(&pair.dst().await, "t").await, 0, "nothing is applied");
 }

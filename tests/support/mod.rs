@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -244,7 +244,9 @@ pub async fn has_belt_schema(client: &Client) -> bool {
         .get(0)
 }
 
-/// Path helper for the catalog file of a pair.
-pub fn catalog_file(pair: &Pair) -> PathBuf {
-    Path::new(&pair.dir).join("belt.db")
+/// Every byte of the pair's catalog: the database file and its write-ahead log.
+pub fn catalog_bytes(pair: &Pair) -> Vec<u8> {
+    let mut bytes = std::fs::read(pair.dir.join("belt.db")).unwrap();
+    bytes.extend(std::fs::read(pair.dir.join("belt.db-wal")).unwrap_or_default());
+    bytes
 }
