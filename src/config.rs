@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7543";
 /// Default catalog file name, in `$STATE_DIRECTORY` or the current directory.
 pub const DEFAULT_CATALOG: &str = "belt.db";
+/// Default clock offset bound: conflicts closer together than this may go either way.
+pub const DEFAULT_MAX_CLOCK_OFFSET_MS: f64 = 500.0;
 /// Default interval of the timer that covers a lost notification.
 pub const DEFAULT_POLL_MS: u64 = 1000;
 
@@ -42,6 +44,9 @@ pub struct Config {
     /// Keys applied per chunk of a round.
     #[serde(default = "default_chunk_keys")]
     pub chunk_keys: i64,
+    /// Clock offset between a sync's databases above which each round warns, in ms.
+    #[serde(default = "default_max_clock_offset_ms")]
+    pub max_clock_offset_ms: f64,
 }
 
 /// A configuration that cannot be used.
@@ -80,6 +85,10 @@ fn default_listen() -> String {
 
 fn default_poll_ms() -> u64 {
     DEFAULT_POLL_MS
+}
+
+fn default_max_clock_offset_ms() -> f64 {
+    DEFAULT_MAX_CLOCK_OFFSET_MS
 }
 
 fn default_chunk_keys() -> i64 {

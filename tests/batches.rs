@@ -2,7 +2,7 @@
 //! the same batch twice changes nothing.
 
 use belt::daemon::session::Session;
-use belt::engine::{run_round, Ends, Snapshot, DEFAULT_CHUNK_KEYS};
+use belt::engine::{run_round, RoundOptions, Snapshot};
 use belt::pg::introspect::TableName;
 
 use crate::support::{assert_same, count, rows, Pair, DST, SRC};
@@ -12,28 +12,25 @@ async fn open(pair: &Pair) -> Session {
         schema: "public".into(),
         name: "t".into(),
     };
-    Session::open(&pair.spec("src", SRC), &pair.spec("dst", DST), &[t])
+    let specs = [pair.spec("src", SRC), pair.spec("dst", DST)];
+    Session::open([&specs[0], &specs[1]], [true, false], &[t])
         .await
         .unwrap()
 }
 
 async fn round(s: &mut Session, prev: Option<&Snapshot>) -> Snapshot {
-    let Session {
-        src_db,
-        dst_db,
-        src,
-        dst,
-        plans,
-        ..
-    } = s;
-    let ends = Ends {
-        src: src_db,
-        dst: dst_db,
-    };
-    let r = run_round(ends, src, dst, plans, prev, DEFAULT_CHUNK_KEYS, &|| false)
-        .await
-        .unwrap();
-    r.snapshot.expect("round completed")
+    let positions = [prev.cloned(), None];
+    let r = run_round(
+        &mut s.sides,
+        &s.plans,
+        &positions,
+        &RoundOptions::default(),
+        &|| false,
+    )
+    .await
+    .unwrap();
+    let [first, _] = r.positions.expect("round completed");
+    first.expect("the source has a position")
 }
 
 #[tokio::test]
@@ -110,21 +107,14 @@ async fn a_source_behind_the_stored_position_stops_the_round() {
         .unwrap();
     // As if the position came from before a restore: far ahead of the source's txids.
     let future: Snapshot = "900000000:900000000:".parse().unwrap();
-    let Session {
-        src_db,
-        dst_db,
-        src,
-        dst,
-        plans,
-        ..
-    } = &mut s;
-    let ends = Ends {
-        src: src_db,
-        dst: dst_db,
-    };
-    let err = run_round(ends, src, dst, plans, Some(&future), DEFAULT_CHUNK_KEYS, &|| {
-        false
-    })
+    let positions = [Some(future), None];
+    let err = run_round(
+        &mut s.sides,
+        &s.plans,
+        &positions,
+        &RoundOptions::default(),
+        &|| false,
+    )
     .await
     .unwrap_err();
     assert!(

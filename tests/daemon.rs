@@ -101,6 +101,7 @@ async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
     .await;
     let out = pair.beltctl_ok(&["status", "other", "--json"]);
     assert!(out.contains("public.u exists in 'src' but not in 'dst'"), "{out}");
+    pair.kick_wait(); // capture on t is installed
 
     pair.src()
         .await

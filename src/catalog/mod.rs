@@ -9,8 +9,8 @@ mod model;
 mod store;
 
 pub use actor::CatalogHandle;
-pub use model::{Member, Role, SyncDef, SyncStatus};
-pub use store::Catalog;
+pub use model::{ConflictRecord, DirectionStatus, Member, Role, SyncDef, SyncStatus};
+pub use store::{Catalog, RoundRecord, CONFLICTS_KEPT};
 
 /// A catalog operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -50,11 +50,16 @@ pub struct SyncDef {
 }
 
 impl SyncDef {
-    /// The one source and one target of a one-way sync.
-    pub fn one_way(&self) -> Option<(&str, &str)> {
-        let src = self.members.iter().find(|m| m.role == Role::Source)?;
-        let dst = self.members.iter().find(|m| m.role == Role::Target)?;
-        Some((&src.db, &dst.db))
+    /// The sync's two databases, in order, when its members make a valid sync: two
+    /// databases, at least one of them a source.
+    pub fn pair(&self) -> Result<[&Member; 2], String> {
+        match self.members.as_slice() {
+            [a, b] if a.role == Role::Source || b.role == Role::Source => Ok([a, b]),
+            [_, _] => {
+                Err("at least one database must be a source (A:source,B:target or A:source,B:source)".into())
+            }
+            _ => Err("a sync has exactly two databases (A:source,B:target or A:source,B:source)".into()),
+        }
     }
 }
 
@@ -66,12 +71,41 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     pub rounds: i64,
     pub rows_applied: i64,
-    /// Changed keys captured on the source and not applied yet.
+    /// Changed keys captured on the sources and not applied yet.
     pub pending_rows: i64,
     /// Age of the oldest pending change, in seconds (0 when nothing is pending).
     pub lag_seconds: f64,
+    /// Pending rows and lag of each direction.
+    pub directions: Vec<DirectionStatus>,
+    /// Clock of the second database minus the first's, in milliseconds.
+    pub clock_offset_ms: Option<f64>,
+    /// Conflicts resolved since the sync was added.
+    pub conflicts: i64,
     pub last_round_at: Option<String>,
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,
     pub updated_at: Option<String>,
+}
+
+/// One direction of a sync as the daemon last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct DirectionStatus {
+    pub from: String,
+    pub to: String,
+    pub pending_rows: i64,
+    pub lag_seconds: f64,
+}
+
+/// A conflict as stored in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictRecord {
+    pub recorded_at: String,
+    pub table: String,
+    pub key: String,
+    pub strategy: String,
+    pub first_db: String,
+    pub first_changed_at: String,
+    pub second_db: String,
+    pub second_changed_at: String,
+    pub winner: Option<String>,
 }

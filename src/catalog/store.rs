@@ -5,14 +5,18 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::model::{Member, Role, SyncDef, SyncStatus};
+use super::model::{ConflictRecord, DirectionStatus, Member, Role, SyncDef, SyncStatus};
 use super::CatalogError;
+use crate::engine::Conflict;
 use crate::engine::Snapshot;
 use crate::pg::introspect::TableInfo;
 use crate::pg::DbSpec;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+
+/// Conflicts kept per sync; older ones are deleted as new ones arrive.
+pub const CONFLICTS_KEPT: i64 = 10_000;
 
 /// The open catalog file.
 pub struct Catalog {
@@ -346,7 +350,8 @@ impl Catalog {
         self.conn
             .query_row(
                 "select state, last_error, rounds, rows_applied, pending_rows, lag_seconds, \
-                 last_round_at, kick_done, updated_at from sync_status where sync = ?1",
+                 last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts \
+                 from sync_status where sync = ?1",
                 [sync],
                 |r| {
                     Ok(SyncStatus {
@@ -359,6 +364,9 @@ impl Catalog {
                         last_round_at: r.get(6)?,
                         kick_done: r.get(7)?,
                         updated_at: r.get(8)?,
+                        directions: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
+                        clock_offset_ms: r.get(10)?,
+                        conflicts: r.get(11)?,
                     })
                 },
             )
@@ -382,27 +390,145 @@ impl Catalog {
         Ok(())
     }
 
-    /// Records a finished round: rows applied, what is still pending, the kick answered.
-    pub fn round_done(
-        &mut self,
-        sync: &str,
-        rows: u64,
-        pending: i64,
-        lag: f64,
-        kick: i64,
-    ) -> Result<(), CatalogError> {
+    /// Records a finished round: rows applied, what is still pending per direction,
+    /// the clock offset and the kick it answered.
+    pub fn round_done(&mut self, sync: &str, done: &RoundRecord) -> Result<(), CatalogError> {
+        let pending: i64 = done.directions.iter().map(|d| d.pending_rows).sum();
+        let lag = done.directions.iter().map(|d| d.lag_seconds).fold(0.0, f64::max);
+        let directions = serde_json::to_string(&done.directions).expect("directions serialize");
         self.conn
             .execute(
                 "update sync_status set state = 'replicating', last_error = null, rounds = rounds + 1, \
                  rows_applied = rows_applied + ?2, pending_rows = ?3, lag_seconds = ?4, \
-                 kick_done = max(kick_done, ?5), \
+                 kick_done = max(kick_done, ?5), directions = ?6, clock_offset_ms = ?7, \
+                 conflicts = conflicts + ?8, \
                  last_round_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where sync = ?1",
-                params![sync, rows as i64, pending, lag, kick],
+                params![
+                    sync,
+                    done.rows as i64,
+                    pending,
+                    lag,
+                    done.kick,
+                    directions,
+                    done.clock_offset_ms,
+                    done.conflicts as i64
+                ],
             )
             .map_err(self.err("store round"))?;
         Ok(())
     }
+
+    /// Stores conflicts, keeping the newest [`CONFLICTS_KEPT`] of the sync.
+    pub fn record_conflicts(
+        &mut self,
+        sync: &str,
+        dbs: [&str; 2],
+        strategy: &str,
+        conflicts: &[Conflict],
+    ) -> Result<(), CatalogError> {
+        let path = self.path.clone();
+        let err = |context| {
+            let path = path.clone();
+            move |source| CatalogError::Sql {
+                path,
+                context,
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err("begin recording conflicts"))?;
+        for c in conflicts {
+            tx.execute(
+                "insert into conflicts (sync, table_name, key, strategy, first_db, first_changed_at, \
+                 second_db, second_changed_at, winner) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    sync,
+                    c.table,
+                    c.key,
+                    strategy,
+                    dbs[0],
+                    c.first_changed_at,
+                    dbs[1],
+                    c.second_changed_at,
+                    c.winner
+                ],
+            )
+            .map_err(err("record conflict"))?;
+        }
+        tx.execute(
+            "delete from conflicts where sync = ?1 and id <= (select max(id) from conflicts where sync = ?1) - ?2",
+            params![sync, CONFLICTS_KEPT],
+        )
+        .map_err(err("trim conflicts"))?;
+        tx.commit().map_err(err("commit conflicts"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` conflicts of a sync, newest first.
+    pub fn conflicts(&self, sync: &str, limit: i64) -> Result<Vec<ConflictRecord>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "select recorded_at, table_name, key, strategy, first_db, first_changed_at, second_db, \
+                 second_changed_at, winner from conflicts where sync = ?1 order by id desc limit ?2",
+            )
+            .map_err(self.err("list conflicts"))?;
+        let rows = stmt
+            .query_map(params![sync, limit], |r| {
+                Ok(ConflictRecord {
+                    recorded_at: r.get(0)?,
+                    table: r.get(1)?,
+                    key: r.get(2)?,
+                    strategy: r.get(3)?,
+                    first_db: r.get(4)?,
+                    first_changed_at: r.get(5)?,
+                    second_db: r.get(6)?,
+                    second_changed_at: r.get(7)?,
+                    winner: r.get(8)?,
+                })
+            })
+            .map_err(self.err("list conflicts"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("list conflicts"))
+    }
+
+    /// Changes the roles (and order) of a sync's databases.
+    pub fn set_members(&mut self, sync: &str, members: &[Member]) -> Result<(), CatalogError> {
+        self.require_sync(sync)?;
+        let path = self.path.clone();
+        let err = |context| {
+            let path = path.clone();
+            move |source| CatalogError::Sql {
+                path,
+                context,
+                source,
+            }
+        };
+        let tx = self.conn.transaction().map_err(err("begin update sync"))?;
+        tx.execute("delete from sync_dbs where sync = ?1", [sync])
+            .map_err(err("update sync"))?;
+        for (ord, m) in members.iter().enumerate() {
+            tx.execute(
+                "insert into sync_dbs (sync, db, role, ord) values (?1, ?2, ?3, ?4)",
+                params![sync, m.db, m.role.as_str(), ord as i64],
+            )
+            .map_err(err("update sync"))?;
+        }
+        tx.commit().map_err(err("commit update sync"))?;
+        Ok(())
+    }
+}
+
+/// What a finished round reports to the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct RoundRecord {
+    pub rows: u64,
+    pub directions: Vec<DirectionStatus>,
+    pub kick: i64,
+    pub clock_offset_ms: Option<f64>,
+    pub conflicts: usize,
 }
 
 fn row_to_db(r: &rusqlite::Row<'_>) -> rusqlite::Result<DbSpec> {

@@ -55,6 +55,11 @@ pub enum Command {
     /// Remove a sync or a database definition.
     #[command(subcommand)]
     Remove(RemoveCommand),
+    /// Change a sync's roles (turn a direction on or off) without a re-copy.
+    #[command(subcommand)]
+    Update(UpdateCommand),
+    /// Show the recent conflicts of a sync: table, key, both timestamps, winner.
+    Conflicts(watch::ConflictsArgs),
     /// Run the whole story on two throwaway local clusters.
     Demo(demo::DemoArgs),
 }
@@ -88,6 +93,13 @@ pub enum ListCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `beltctl update …`
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Change the roles of a sync's databases.
+    Sync(sync::UpdateSyncArgs),
 }
 
 /// `beltctl remove …`
@@ -143,6 +155,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Resume { name } => sync::set_paused(&mut catalog, &name, false),
         Command::Remove(RemoveCommand::Sync { name }) => sync::remove(&mut catalog, &name),
         Command::Remove(RemoveCommand::Db { name }) => db::remove(&mut catalog, &name),
+        Command::Update(UpdateCommand::Sync(args)) => sync::update(&mut catalog, args).await,
+        Command::Conflicts(args) => watch::conflicts(&catalog, args),
         Command::Demo(_) => unreachable!("handled above"),
     }
 }

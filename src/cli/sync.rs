@@ -8,8 +8,10 @@ use serde::Serialize;
 use super::output::print_rows;
 use super::CliError;
 use crate::catalog::{Catalog, Member, Role, SyncDef};
+use crate::engine::echo::check_receiver;
+use crate::engine::Strategy;
 use crate::pg::connect;
-use crate::pg::introspect::TableName;
+use crate::pg::introspect::{TableInfo, TableName};
 use crate::tables::{self, Selection};
 
 /// Arguments of `beltctl add sync`.
@@ -26,8 +28,10 @@ pub struct AddSyncArgs {
     /// Limit `--tables all` to one schema; the default schema of unqualified names.
     #[arg(long)]
     pub schema: Option<String>,
-    /// Conflict strategy for syncs with two sources.
-    #[arg(long, default_value = "latest", value_parser = ["latest", "source", "target", "skip", "abort"])]
+    /// Conflict strategy for syncs with two sources: latest (the later change of a
+    /// key wins, ties to the first database), source (the first database wins),
+    /// target (the second wins), skip (leave both, record), abort (stop the sync).
+    #[arg(long, default_value = "latest", value_parser = Strategy::NAMES)]
     pub conflict: String,
     /// Group (fleet) the sync belongs to.
     #[arg(long)]
@@ -48,15 +52,29 @@ fn parse_members(text: &str) -> Result<Vec<Member>, CliError> {
             role,
         });
     }
-    let sources = members.iter().filter(|m| m.role == Role::Source).count();
-    let targets = members.len() - sources;
-    if sources != 1 || targets != 1 {
-        return Err(CliError::Usage(
-            "--dbs: this version replicates one way: give one source and one target (A:source,B:target)"
-                .into(),
-        ));
-    }
     Ok(members)
+}
+
+/// Connects the sync's databases and checks what it needs on each: the tables, and
+/// on each receiving side the right to apply without echo. Changes nothing.
+async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Result<Vec<TableInfo>, CliError> {
+    let pair = def.pair().map_err(|e| CliError::Usage(format!("--dbs: {e}")))?;
+    let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
+    let clients = [connect(&specs[0]).await?, connect(&specs[1]).await?];
+    for i in 0..2 {
+        if pair[1 - i].role == Role::Source {
+            check_receiver(&clients[i], &specs[i].name).await?;
+        }
+    }
+    let s = if pair[0].role == Role::Source { 0 } else { 1 };
+    Ok(tables::resolve(
+        &clients[s],
+        &specs[s].name,
+        &clients[1 - s],
+        &specs[1 - s].name,
+        selection,
+    )
+    .await?)
 }
 
 fn parse_selection(args: &AddSyncArgs) -> Selection {
@@ -94,17 +112,13 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         paused: false,
         kick_seq: 0,
     };
-    let (src_name, dst_name) = def.one_way().expect("validated members");
-    let src_spec = catalog.require_db(src_name)?;
-    let dst_spec = catalog.require_db(dst_name)?;
-    let src = connect(&src_spec).await?;
-    let dst = connect(&dst_spec).await?;
-    let tables = tables::resolve(&src, src_name, &dst, dst_name, &parse_selection(&args)).await?;
+    let tables = check(catalog, &def, &parse_selection(&args)).await?;
     catalog.add_sync(&def, &tables)?;
     let keyed = tables.iter().filter(|t| t.key.is_some()).count();
     println!(
-        "added sync '{}': {src_name} → {dst_name}, {keyed} tables replicated",
-        def.name
+        "added sync '{}': {}, {keyed} tables replicated",
+        def.name,
+        describe_members(&def.members)
     );
     for t in tables.iter().filter(|t| t.key.is_none()) {
         eprintln!(
@@ -129,12 +143,7 @@ struct SyncRow {
 pub fn list(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
     let mut rows = Vec::new();
     for s in catalog.syncs()? {
-        let dbs = s
-            .members
-            .iter()
-            .map(|m| format!("{}:{}", m.db, m.role.as_str()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let dbs = describe_members(&s.members);
         let tables = catalog.relations(&s.name)?.len();
         rows.push(SyncRow {
             name: s.name,
@@ -181,5 +190,54 @@ pub fn set_paused(catalog: &mut Catalog, name: &str, paused: bool) -> Result<Exi
 pub fn remove(catalog: &mut Catalog, name: &str) -> Result<ExitCode, CliError> {
     catalog.remove_sync(name)?;
     println!("removed sync '{name}'");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_members(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}:{}", m.db, m.role.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Arguments of `beltctl update sync`.
+#[derive(Debug, Args)]
+pub struct UpdateSyncArgs {
+    /// The sync.
+    pub name: String,
+    /// The same databases with new roles, e.g. `src:target,dst:source` to turn the
+    /// src → dst direction off. A database that stops being a source stops capturing.
+    #[arg(long)]
+    pub dbs: String,
+}
+
+/// Changes the roles of a sync's databases; the daemon picks it up without a re-copy.
+pub async fn update(catalog: &mut Catalog, args: UpdateSyncArgs) -> Result<ExitCode, CliError> {
+    let mut def = catalog.require_sync(&args.name)?;
+    let members = parse_members(&args.dbs)?;
+    let mut old: Vec<&str> = def.members.iter().map(|m| m.db.as_str()).collect();
+    let mut new: Vec<&str> = members.iter().map(|m| m.db.as_str()).collect();
+    old.sort_unstable();
+    new.sort_unstable();
+    if old != new {
+        return Err(CliError::Usage(format!(
+            "--dbs: sync '{}' has databases {}; update changes roles, not databases",
+            def.name,
+            old.join(", ")
+        )));
+    }
+    def.members = members;
+    let tables: Vec<TableName> = catalog
+        .relations(&def.name)?
+        .into_iter()
+        .map(|t| TableName {
+            schema: t.schema,
+            name: t.name,
+        })
+        .collect();
+    check(catalog, &def, &Selection::Listed(tables)).await?;
+    catalog.set_members(&def.name, &def.members)?;
+    println!("sync '{}' is now {}", def.name, describe_members(&def.members));
     Ok(ExitCode::SUCCESS)
 }

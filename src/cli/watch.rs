@@ -123,3 +123,46 @@ pub fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError>
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `beltctl conflicts`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// The sync.
+    pub name: String,
+    /// How many of the newest conflicts to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints a sync's newest conflicts.
+pub fn conflicts(catalog: &Catalog, args: ConflictsArgs) -> Result<ExitCode, CliError> {
+    catalog.require_sync(&args.name)?;
+    let rows = catalog.conflicts(&args.name, args.limit)?;
+    print_rows(
+        args.json,
+        &rows,
+        &[
+            "recorded",
+            "table",
+            "key",
+            "first changed",
+            "second changed",
+            "winner",
+            "strategy",
+        ],
+        |c| {
+            vec![
+                c.recorded_at.clone(),
+                c.table.clone(),
+                c.key.clone(),
+                format!("{} {}", c.first_db, c.first_changed_at),
+                format!("{} {}", c.second_db, c.second_changed_at),
+                c.winner.clone().unwrap_or_else(|| "none (both kept)".into()),
+                c.strategy.clone(),
+            ]
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}

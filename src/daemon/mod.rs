@@ -123,6 +123,7 @@ async fn reconcile(
             poll: config.poll_interval(),
             chunk_keys: config.chunk_keys,
             progressed: false,
+            max_clock_offset_ms: config.max_clock_offset_ms,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
         info!(sync = %name, "sync task started");

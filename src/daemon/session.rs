@@ -1,23 +1,20 @@
-//! A connected one-way sync: sessions on both databases, capture installed on the
-//! source, and the plan of every captured table.
+//! A connected sync: sessions on both databases, capture installed on each source,
+//! replica mode on each receiver, and the plan of every captured table.
 
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
 
 use crate::capture::{self, TriggerMode, KICK_CHANNEL};
-use crate::engine::apply::prepare_target;
-use crate::engine::{EngineError, TablePlan};
+use crate::engine::echo::prepare_receiver;
+use crate::engine::{EngineError, Side, TablePlan};
 use crate::pg::introspect::{owned_sequences, TableName};
 use crate::pg::{connect, connect_listening, DbError, DbSpec};
 use crate::tables::{self, Selection, TableError};
 
 /// Live sessions of one sync.
 pub struct Session {
-    pub src_db: String,
-    pub dst_db: String,
-    pub src: Client,
-    pub dst: Client,
-    /// NOTIFYs on the source's kick channel.
+    /// The sync's databases, in the sync's order (the first wins conflict ties).
+    pub sides: [Side; 2],
+    /// NOTIFYs on the sources' kick channel.
     pub notifications: mpsc::UnboundedReceiver<String>,
     pub plans: Vec<TablePlan>,
 }
@@ -49,32 +46,71 @@ impl SessionError {
 }
 
 impl Session {
-    /// Connects both databases, checks the tables, installs capture and LISTENs.
+    /// Connects both databases, checks the tables, sets receivers to replica mode,
+    /// installs capture on the sources (and removes it from a database that is no
+    /// longer a source) and LISTENs.
     pub async fn open(
-        src_spec: &DbSpec,
-        dst_spec: &DbSpec,
+        specs: [&DbSpec; 2],
+        sources: [bool; 2],
         tables: &[TableName],
     ) -> Result<Session, SessionError> {
-        let (mut src, notifications) = connect_listening(src_spec).await?;
-        let dst = connect(dst_spec).await?;
-        let (src_db, dst_db) = (src_spec.name.clone(), dst_spec.name.clone());
-        prepare_target(&dst, &dst_db).await?;
-        let selection = Selection::Listed(tables.to_vec());
-        let infos = tables::resolve(&src, &src_db, &dst, &dst_db, &selection).await?;
-        let captured = capture::install(&mut src, &src_db, &infos, TriggerMode::Statement).await?;
+        let (notify, notifications) = mpsc::unbounded_channel();
+        let mut clients = Vec::with_capacity(2);
+        for i in 0..2 {
+            clients.push(if sources[i] {
+                connect_listening(specs[i], notify.clone()).await?
+            } else {
+                connect(specs[i]).await?
+            });
+        }
+        let [a, b]: [_; 2] = clients.try_into().unwrap_or_else(|_| unreachable!("two clients"));
+        let mut sides = [
+            Side {
+                db: specs[0].name.clone(),
+                client: a,
+                source: sources[0],
+            },
+            Side {
+                db: specs[1].name.clone(),
+                client: b,
+                source: sources[1],
+            },
+        ];
+        for i in 0..2 {
+            if sources[1 - i] {
+                prepare_receiver(&sides[i].client, &sides[i].db).await?;
+            }
+        }
+        let first = if sources[0] { 0 } else { 1 };
+        let (s, o) = (&sides[first], &sides[1 - first]);
+        let infos = tables::resolve(
+            &s.client,
+            &s.db,
+            &o.client,
+            &o.db,
+            &Selection::Listed(tables.to_vec()),
+        )
+        .await?;
+        let mut captured = Vec::new();
+        for side in sides.iter_mut() {
+            if side.source {
+                captured =
+                    capture::install(&mut side.client, &side.db, &infos, TriggerMode::Statement).await?;
+                side.client
+                    .batch_execute(&format!("listen {KICK_CHANNEL}"))
+                    .await
+                    .map_err(|e| DbError::query(&side.db, "listen for changes", e))?;
+            } else {
+                capture::uninstall_tables(&side.client, &side.db, &infos).await?;
+            }
+        }
         let mut plans = Vec::new();
         for c in &captured {
-            let seqs = owned_sequences(&src, &src_db, &c.table).await?;
+            let seqs = owned_sequences(&sides[first].client, &sides[first].db, &c.table).await?;
             plans.push(TablePlan::new(c, seqs));
         }
-        src.batch_execute(&format!("listen {KICK_CHANNEL}"))
-            .await
-            .map_err(|e| DbError::query(&src_db, "listen for changes", e))?;
         Ok(Session {
-            src_db,
-            dst_db,
-            src,
-            dst,
+            sides,
             notifications,
             plans,
         })

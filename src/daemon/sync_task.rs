@@ -8,8 +8,11 @@ use tokio::time::{sleep, timeout, Instant};
 use tracing::{info, warn};
 
 use super::session::Session;
-use crate::catalog::{CatalogHandle, SyncDef};
-use crate::engine::{run_round, Ends, EngineError};
+use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
+use crate::engine::clock::offset_ms;
+use crate::engine::conflict::BadStrategy;
+use crate::engine::round::pending;
+use crate::engine::{run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy};
 use crate::pg::error::render;
 use crate::pg::introspect::TableName;
 use crate::pg::DbSpec;
@@ -30,6 +33,16 @@ pub struct SyncTask {
     pub chunk_keys: i64,
     /// Set once a round succeeds, so the next failure starts its backoff afresh.
     pub progressed: bool,
+    /// Clock offset above which each round warns.
+    pub max_clock_offset_ms: f64,
+}
+
+/// A sync's definition as read from the catalog for one connection.
+struct Loaded {
+    specs: [DbSpec; 2],
+    sources: [bool; 2],
+    tables: Vec<TableName>,
+    positions: [Option<Snapshot>; 2],
 }
 
 impl SyncTask {
@@ -66,10 +79,23 @@ impl SyncTask {
     /// it is transient).
     async fn run_connected(&mut self, name: &str) -> Result<(), (String, bool)> {
         let def = self.def.borrow().clone();
-        let (src_spec, dst_spec, tables, mut position) = self.load(&def).await?;
-        let mut session = Session::open(&src_spec, &dst_spec, &tables)
-            .await
-            .map_err(|e| (render(&e), e.is_transient()))?;
+        let loaded = self.load(&def).await?;
+        let strategy: Strategy = def
+            .conflict
+            .parse()
+            .map_err(|e: BadStrategy| (e.to_string(), false))?;
+        let opts = RoundOptions {
+            chunk_keys: self.chunk_keys,
+            strategy,
+        };
+        let mut positions = loaded.positions;
+        let mut session = Session::open(
+            [&loaded.specs[0], &loaded.specs[1]],
+            loaded.sources,
+            &loaded.tables,
+        )
+        .await
+        .map_err(|e| (render(&e), e.is_transient()))?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
         let n = name.to_string();
         let _ = self
@@ -79,45 +105,52 @@ impl SyncTask {
         loop {
             let kick = self.def.borrow().kick_seq;
             let stop = self.stop.clone();
-            let Session {
-                src_db,
-                dst_db,
-                src,
-                dst,
-                plans,
-                ..
-            } = &mut session;
-            let ends = Ends {
-                src: src_db,
-                dst: dst_db,
-            };
             let started = Instant::now();
-            let result = run_round(ends, src, dst, plans, position.as_ref(), self.chunk_keys, &|| {
+            let round = run_round(&mut session.sides, &session.plans, &positions, &opts, &|| {
                 *stop.borrow()
             })
-            .await
-            .map_err(|e: EngineError| (render(&e), e.is_transient()))?;
-            let pending = crate::engine::round::pending(src, src_db, plans)
-                .await
-                .map_err(|e| (render(&e), e.is_transient()))?;
-            if let Some(snapshot) = result.snapshot.clone() {
-                let (n, db, s) = (name.to_string(), src_db.clone(), snapshot.clone());
-                self.catalog
-                    .call(move |c| c.set_position(&n, &db, &s))
-                    .await
-                    .map_err(|e| (render(&e), true))?;
-                position = Some(snapshot);
-                self.progressed = true;
-                let n = name.to_string();
-                let rows = result.keys;
-                self.catalog
-                    .call(move |c| c.round_done(&n, rows, pending.0, pending.1, kick))
-                    .await
-                    .map_err(|e| (render(&e), true))?;
-                if result.keys > 0 || result.truncates > 0 {
-                    info!(sync = %name, keys = result.keys, rows = result.rows, chunks = result.chunks,
-                          ms = started.elapsed().as_millis() as u64, "round applied");
+            .await;
+            let result = match round {
+                Ok(r) => r,
+                Err(EngineError::ConflictAbort { conflicts }) => {
+                    let error = render(&EngineError::ConflictAbort {
+                        conflicts: conflicts.clone(),
+                    });
+                    self.record_conflicts(name, &session, strategy, conflicts).await;
+                    return Err((error, false));
                 }
+                Err(e) => return Err((render(&e), e.is_transient())),
+            };
+            let conflicts = result.conflicts.len();
+            if conflicts > 0 {
+                self.record_conflicts(name, &session, strategy, result.conflicts.clone())
+                    .await;
+            }
+            let Some(new_positions) = result.positions.clone() else {
+                return Ok(()); // stopped between chunks
+            };
+            let record = self.measure(&session, kick, &result, conflicts).await?;
+            let (n, dbs) = (
+                name.to_string(),
+                [session.sides[0].db.clone(), session.sides[1].db.clone()],
+            );
+            let stored = new_positions.clone();
+            self.catalog
+                .call(move |c| {
+                    for (db, pos) in dbs.iter().zip(&stored) {
+                        if let Some(p) = pos {
+                            c.set_position(&n, db, p)?;
+                        }
+                    }
+                    c.round_done(&n, &record)
+                })
+                .await
+                .map_err(|e| (render(&e), true))?;
+            positions = new_positions;
+            self.progressed = true;
+            if result.did_work() {
+                info!(sync = %name, keys = ?result.keys_from, rows = ?result.rows_into, chunks = result.chunks,
+                      conflicts, ms = started.elapsed().as_millis() as u64, "round applied");
             }
             if *self.stop.borrow() {
                 return Ok(());
@@ -129,31 +162,99 @@ impl SyncTask {
         }
     }
 
-    async fn load(
+    /// Pending rows per direction and the clock offset after a round.
+    async fn measure(
         &self,
-        def: &SyncDef,
-    ) -> Result<(DbSpec, DbSpec, Vec<TableName>, Option<crate::engine::Snapshot>), (String, bool)> {
-        let Some((src, dst)) = def.one_way() else {
-            return Err((
-                format!("sync '{}' needs one source and one target database", def.name),
-                false,
-            ));
-        };
-        let (name, src, dst) = (def.name.clone(), src.to_string(), dst.to_string());
+        session: &Session,
+        kick: i64,
+        result: &RoundResult,
+        conflicts: usize,
+    ) -> Result<RoundRecord, (String, bool)> {
+        let mut directions = Vec::new();
+        for (i, side) in session.sides.iter().enumerate() {
+            if side.source {
+                let (pending_rows, lag_seconds) = pending(side, &session.plans)
+                    .await
+                    .map_err(|e| (render(&e), e.is_transient()))?;
+                directions.push(DirectionStatus {
+                    from: side.db.clone(),
+                    to: session.sides[1 - i].db.clone(),
+                    pending_rows,
+                    lag_seconds,
+                });
+            }
+        }
+        let offset = offset_ms(&session.sides)
+            .await
+            .map_err(|e| (render(&e), e.is_transient()))?;
+        if offset.abs() > self.max_clock_offset_ms {
+            warn!(
+                offset_ms = offset,
+                bound_ms = self.max_clock_offset_ms,
+                "clocks of the two databases differ by more than max_clock_offset_ms: \
+                   the later clock wins conflicts; fix NTP on the servers"
+            );
+        }
+        Ok(RoundRecord {
+            rows: result.rows_into.iter().sum(),
+            directions,
+            kick,
+            clock_offset_ms: Some(offset),
+            conflicts,
+        })
+    }
+
+    async fn record_conflicts(
+        &self,
+        name: &str,
+        session: &Session,
+        strategy: Strategy,
+        conflicts: Vec<Conflict>,
+    ) {
+        for c in &conflicts {
+            info!(sync = %name, table = %c.table, key = %c.key, first_changed_at = %c.first_changed_at,
+                  second_changed_at = %c.second_changed_at, winner = ?c.winner, %strategy, "conflict");
+        }
+        let (n, dbs) = (
+            name.to_string(),
+            [session.sides[0].db.clone(), session.sides[1].db.clone()],
+        );
+        let strategy = strategy.to_string();
+        if let Err(e) = self
+            .catalog
+            .call(move |c| c.record_conflicts(&n, [&dbs[0], &dbs[1]], &strategy, &conflicts))
+            .await
+        {
+            warn!(sync = %name, error = %render(&e), "cannot record conflicts");
+        }
+    }
+
+    async fn load(&self, def: &SyncDef) -> Result<Loaded, (String, bool)> {
+        let pair = def
+            .pair()
+            .map_err(|e| (format!("sync '{}': {e}", def.name), false))?;
+        let dbs = [pair[0].db.clone(), pair[1].db.clone()];
+        let sources = [pair[0].role == Role::Source, pair[1].role == Role::Source];
+        let name = def.name.clone();
         self.catalog
             .call(move |c| {
-                let src_spec = c.require_db(&src)?;
-                let dst_spec = c.require_db(&dst)?;
+                let specs = [c.require_db(&dbs[0])?, c.require_db(&dbs[1])?];
                 let tables = c
                     .relations(&name)?
                     .into_iter()
+                    .filter(|t| t.key.is_some())
                     .map(|t| TableName {
                         schema: t.schema,
                         name: t.name,
                     })
                     .collect();
-                let position = c.position(&name, &src)?;
-                Ok((src_spec, dst_spec, tables, position))
+                let positions = [c.position(&name, &dbs[0])?, c.position(&name, &dbs[1])?];
+                Ok(Loaded {
+                    specs,
+                    sources,
+                    tables,
+                    positions,
+                })
             })
             .await
             .map_err(|e: crate::catalog::CatalogError| (render(&e), true))

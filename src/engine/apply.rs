@@ -1,160 +1,165 @@
-//! Rule 2 of DESIGN.md: apply is idempotent and state-based.
+//! Rule 2 of DESIGN.md: apply is idempotent and state-based — one chunk, both ways.
 //!
-//! A delta row says only "this key changed". For a chunk of keys the source's
-//! *current* rows are streamed into the target (binary COPY into temp tables), the
-//! target's rows of those keys are deleted and the fetched rows inserted. A key whose
-//! row is gone is thereby deleted; a key update deletes the old key and writes the
-//! new one. Running the same chunk twice writes the same state, which is what makes
-//! at-least-once delivery with positions kept in SQLite safe.
+//! A delta row says only "this key changed". A chunk is a key range of one table. Each
+//! source side summarizes its changed keys in the range (key, newest `changed_at`) and
+//! streams the summary to the other side; conflicts are decided there (rule 4). Then
+//! each source side streams the *current* rows of the keys it wins into the other
+//! side's temp tables (binary COPY), and the receiver deletes its rows of those keys
+//! and inserts the fetched ones. A key whose row is gone is thereby deleted; a key
+//! update deletes the old key and writes the new one. Running the same chunk twice
+//! writes the same state, which is what makes at-least-once delivery safe.
 //!
-//! The target session runs with `session_replication_role = replica`: capture and
-//! foreign-key triggers do not fire, so applied rows are not captured again and
-//! ON DELETE CASCADE does not reach rows the source still has.
+//! Both sides read and write in one REPEATABLE READ transaction each; an application
+//! write to a row after our snapshot makes our write fail with a serialization error,
+//! and the round is retried rather than overwriting it. Consumed deltas — every delta
+//! the chunk's snapshot saw in the range — are deleted only after both commits.
 
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::{IsolationLevel, Transaction};
 
+use super::conflict::{Conflict, Strategy};
 use super::pipe::{pipe, CopyEnd};
 use super::plan::TablePlan;
+use super::{EngineError, Side};
 use crate::pg::{quote, DbError};
 
-/// Which databases a round connects, by name (for errors).
-#[derive(Debug, Clone, Copy)]
-pub struct Ends<'a> {
-    pub src: &'a str,
-    pub dst: &'a str,
-}
-
 /// What one chunk did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ChunkResult {
-    /// Keys processed (deleted or written).
-    pub keys: u64,
-    /// Rows written.
-    pub rows: u64,
+    /// Rows written into the first and into the second database.
+    pub rows_into: [u64; 2],
+    /// Keys sent from the first and from the second database.
+    pub keys_from: [u64; 2],
+    pub conflicts: Vec<Conflict>,
 }
 
-/// Applies the next chunk (at most `limit` keys, in key order) of `table`'s batch,
-/// in one transaction on each side: target committed first, then the consumed deltas
-/// deleted on the source. `None` when the batch holds no more keys of this table.
+/// Applies the next chunk of `table` in both directions. `batches[i]` is the batch
+/// filter of side `i` when it is a source. `None` when neither side has keys left.
 pub async fn apply_chunk(
-    ends: Ends<'_>,
-    src: &mut Client,
-    dst: &mut Client,
+    sides: &mut [Side; 2],
     table: &TablePlan,
-    batch: &str,
+    batches: &[Option<String>; 2],
     limit: i64,
-) -> Result<Option<ChunkResult>, DbError> {
-    let name = table.table.display_name();
-    let stx = src
+    strategy: Strategy,
+) -> Result<Option<ChunkResult>, EngineError> {
+    let [a, b] = sides;
+    let dbs = [a.db.as_str(), b.db.as_str()];
+    let ta = begin(&mut a.client, dbs[0]).await?;
+    let tb = begin(&mut b.client, dbs[1]).await?;
+    let txs = [&ta, &tb];
+
+    let mut snaps: [Option<String>; 2] = [None, None];
+    let mut his: [Option<Vec<String>>; 2] = [None, None];
+    for i in 0..2 {
+        if let Some(batch) = &batches[i] {
+            snaps[i] = Some(chunk_snapshot(txs[i], dbs[i]).await?);
+            his[i] = last_key_of_chunk(txs[i], dbs[i], table, batch, limit).await?;
+        }
+    }
+    let hi = match his {
+        [None, None] => return Ok(None),
+        [Some(h), None] | [None, Some(h)] => h,
+        [Some(x), Some(y)] => smaller(txs[0], dbs[0], table, x, y).await?,
+    };
+    let range = table.key_at_most(&hi);
+    for i in 0..2 {
+        create_temp_tables(txs[i], dbs[i], table).await?;
+    }
+    for i in 0..2 {
+        if batches[i].is_some() {
+            ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, &range).await?;
+        }
+    }
+    let mut result = ChunkResult::default();
+    if batches[0].is_some() && batches[1].is_some() {
+        result.conflicts = conflicts(txs[0], dbs, table, &range, strategy).await?;
+        if strategy == Strategy::Abort && !result.conflicts.is_empty() {
+            return Err(EngineError::ConflictAbort {
+                conflicts: result.conflicts,
+            });
+        }
+    }
+    for i in 0..2 {
+        if batches[i].is_some() {
+            let (keys, rows) = send_winners(
+                txs[i],
+                txs[1 - i],
+                [dbs[i], dbs[1 - i]],
+                table,
+                &range,
+                strategy,
+                i == 0,
+            )
+            .await?;
+            result.keys_from[i] = keys;
+            result.rows_into[1 - i] = rows;
+        }
+    }
+    ta.commit()
+        .await
+        .map_err(|e| DbError::query(dbs[0], "commit chunk", e))?;
+    tb.commit()
+        .await
+        .map_err(|e| DbError::query(dbs[1], "commit chunk", e))?;
+
+    let [a, b] = sides;
+    for (side, snap) in [(&*a, &snaps[0]), (&*b, &snaps[1])] {
+        if let Some(snap) = snap {
+            side.client
+                .execute(
+                    &format!(
+                        "delete from {} where {range} and txid_visible_in_snapshot(belt_txid, {})",
+                        table.delta_sql(),
+                        quote::literal(snap) + "::txid_snapshot"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| {
+                    DbError::query(
+                        &side.db,
+                        format!("purge applied deltas of {}", table.table.display_name()),
+                        e,
+                    )
+                })?;
+        }
+    }
+    Ok(Some(result))
+}
+
+async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<Transaction<'c>, DbError> {
+    client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .start()
         .await
-        .map_err(|e| DbError::query(ends.src, "begin chunk", e))?;
-    let Some(hi) = last_key_of_chunk(stx.client(), ends.src, table, batch, limit).await? else {
-        return Ok(None);
-    };
-    let chunk = format!("{batch} and {}", table.key_at_most(&hi));
+        .map_err(|e| DbError::query(db, "begin chunk", e))
+}
 
-    let dtx = dst
-        .transaction()
+async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbError> {
+    Ok(tx
+        .query_one("select txid_current_snapshot()::text", &[])
         .await
-        .map_err(|e| DbError::query(ends.dst, "begin chunk", e))?;
-    let keys_tmp = table.temp_table('k');
-    let rows_tmp = table.temp_table('r');
-    let cols = quote::ident_list(&table.write_cols);
-    dtx.batch_execute(&format!(
-        "create temp table if not exists {keys_tmp} on commit delete rows as \
-         select {keys} from {t} with no data; \
-         create temp table if not exists {rows_tmp} on commit delete rows as \
-         select {cols} from {t} with no data",
-        keys = table.key_list(),
-        t = table.table.qualified(),
-    ))
-    .await
-    .map_err(|e| DbError::query(ends.dst, format!("prepare apply of {name}"), e))?;
-
-    let delta = table.delta_sql();
-    let keys = pipe(
-        CopyEnd {
-            db: ends.src,
-            client: stx.client(),
-            sql: format!(
-                "copy (select distinct {k} from {delta} where {chunk}) to stdout (format binary)",
-                k = table.key_list()
-            ),
-        },
-        CopyEnd {
-            db: ends.dst,
-            client: dtx.client(),
-            sql: format!("copy {keys_tmp} from stdin (format binary)"),
-        },
-        &format!("changed keys of {name}"),
-    )
-    .await?;
-    let rows = pipe(
-        CopyEnd {
-            db: ends.src,
-            client: stx.client(),
-            sql: format!(
-                "copy (select {cols} from {t} where ({k}) in (select {k} from {delta} where {chunk})) \
-                 to stdout (format binary)",
-                t = table.table.qualified(),
-                k = table.key_list()
-            ),
-        },
-        CopyEnd {
-            db: ends.dst,
-            client: dtx.client(),
-            sql: format!("copy {rows_tmp} ({cols}) from stdin (format binary)"),
-        },
-        &format!("rows of {name}"),
-    )
-    .await?;
-
-    let overriding = if table.identity {
-        "overriding system value "
-    } else {
-        ""
-    };
-    dtx.batch_execute(&format!(
-        "delete from {t} as t using {keys_tmp} as k where {join}; \
-         insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp}",
-        t = table.table.qualified(),
-        join = table.key_join("t", "k"),
-    ))
-    .await
-    .map_err(|e| DbError::query(ends.dst, format!("apply rows of {name}"), e))?;
-    dtx.commit()
-        .await
-        .map_err(|e| DbError::query(ends.dst, format!("commit rows of {name}"), e))?;
-
-    stx.execute(&format!("delete from {delta} where {chunk}"), &[])
-        .await
-        .map_err(|e| DbError::query(ends.src, format!("purge applied deltas of {name}"), e))?;
-    stx.commit()
-        .await
-        .map_err(|e| DbError::query(ends.src, format!("purge applied deltas of {name}"), e))?;
-    Ok(Some(ChunkResult { keys, rows }))
+        .map_err(|e| DbError::query(db, "read chunk snapshot", e))?
+        .get(0))
 }
 
 /// The largest key among the first `limit` distinct keys of the batch, as text.
 async fn last_key_of_chunk(
-    src: &Client,
+    tx: &Transaction<'_>,
     db: &str,
     table: &TablePlan,
     batch: &str,
     limit: i64,
 ) -> Result<Option<Vec<String>>, DbError> {
     let k = table.key_list();
-    let text_cols = each_key(table, |c| format!("c.{c}::text"));
-    let desc = each_key(table, |c| format!("c.{c} desc"));
     let sql = format!(
         "select {text_cols} from (select distinct {k} from {delta} where {batch} \
          order by {k} limit {limit}) c order by {desc} limit 1",
+        text_cols = each_key(table, |c| format!("c.{c}::text")),
+        desc = each_key(table, |c| format!("c.{c} desc")),
         delta = table.delta_sql(),
     );
-    let row = src.query_opt(&sql, &[]).await.map_err(|e| {
+    let row = tx.query_opt(&sql, &[]).await.map_err(|e| {
         DbError::query(
             db,
             format!("read changed keys of {}", table.table.display_name()),
@@ -164,18 +169,190 @@ async fn last_key_of_chunk(
     Ok(row.map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()))
 }
 
-/// Sets the target session up for applying: replica role, so nothing echoes.
-pub async fn prepare_target(dst: &Client, db: &str) -> Result<(), DbError> {
-    dst.batch_execute("set session_replication_role = replica")
+/// The smaller of two keys, compared by the database (collation and type order).
+async fn smaller(
+    tx: &Transaction<'_>,
+    db: &str,
+    table: &TablePlan,
+    x: Vec<String>,
+    y: Vec<String>,
+) -> Result<Vec<String>, DbError> {
+    let sql = format!("select ({}) <= ({})", table.key_values(&x), table.key_values(&y));
+    let x_first: bool = tx
+        .query_one(&sql, &[])
         .await
-        .map_err(|e| {
-            DbError::query(
-                db,
-                "set session_replication_role = replica (the apply role needs superuser, \
-                 rds_superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)",
-                e,
-            )
+        .map_err(|e| DbError::query(db, "compare keys", e))?
+        .get(0);
+    Ok(if x_first { x } else { y })
+}
+
+async fn create_temp_tables(tx: &Transaction<'_>, db: &str, table: &TablePlan) -> Result<(), DbError> {
+    let t = table.table.qualified();
+    let k = table.key_list();
+    tx.batch_execute(&format!(
+        "create temp table if not exists {keys} on commit delete rows as select {k} from {t} with no data; \
+         create temp table if not exists {rows} on commit delete rows as select {cols} from {t} with no data; \
+         create temp table if not exists {peer} on commit delete rows as \
+         select {k}, null::timestamptz as belt_changed_at from {t} with no data",
+        keys = table.temp_table('k'),
+        rows = table.temp_table('r'),
+        peer = table.temp_table('p'),
+        cols = quote::ident_list(&table.write_cols),
+    ))
+    .await
+    .map_err(|e| DbError::query(db, format!("prepare apply of {}", table.table.display_name()), e))
+}
+
+/// `select k…, max(changed_at)`: this side's changed keys in the range.
+fn summary_sql(table: &TablePlan, range: &str) -> String {
+    format!(
+        "select {k}, max(belt_changed_at) as belt_changed_at from {delta} where {range} group by {k}",
+        k = table.key_list(),
+        delta = table.delta_sql()
+    )
+}
+
+async fn ship_summary(
+    from: &Transaction<'_>,
+    to: &Transaction<'_>,
+    dbs: [&str; 2],
+    table: &TablePlan,
+    range: &str,
+) -> Result<(), DbError> {
+    pipe(
+        CopyEnd {
+            db: dbs[0],
+            client: from.client(),
+            sql: format!("copy ({}) to stdout (format binary)", summary_sql(table, range)),
+        },
+        CopyEnd {
+            db: dbs[1],
+            client: to.client(),
+            sql: format!("copy {} from stdin (format binary)", table.temp_table('p')),
+        },
+        &format!("changed keys of {}", table.table.display_name()),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The keys this side wins: changed here and not won by the peer's change.
+fn winners_sql(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: bool) -> String {
+    format!(
+        "select {sk} from ({summary}) s where not exists \
+         (select 1 from {peer} p where {join} and ({wins}))",
+        sk = quote::prefixed_list("s", &table.key),
+        summary = summary_sql(table, range),
+        peer = table.temp_table('p'),
+        join = table.key_join("p", "s"),
+        wins = strategy.peer_wins_sql(i_am_first),
+    )
+}
+
+/// Streams the keys and current rows this side wins into the other side and applies
+/// them there; returns (keys sent, rows written).
+async fn send_winners(
+    from: &Transaction<'_>,
+    to: &Transaction<'_>,
+    dbs: [&str; 2],
+    table: &TablePlan,
+    range: &str,
+    strategy: Strategy,
+    i_am_first: bool,
+) -> Result<(u64, u64), DbError> {
+    let name = table.table.display_name();
+    let winners = winners_sql(table, range, strategy, i_am_first);
+    let cols = quote::ident_list(&table.write_cols);
+    let (keys_tmp, rows_tmp) = (table.temp_table('k'), table.temp_table('r'));
+    let keys = pipe(
+        CopyEnd {
+            db: dbs[0],
+            client: from.client(),
+            sql: format!("copy ({winners}) to stdout (format binary)"),
+        },
+        CopyEnd {
+            db: dbs[1],
+            client: to.client(),
+            sql: format!("copy {keys_tmp} from stdin (format binary)"),
+        },
+        &format!("changed keys of {name}"),
+    )
+    .await?;
+    let rows = pipe(
+        CopyEnd {
+            db: dbs[0],
+            client: from.client(),
+            sql: format!(
+                "copy (select {cols} from {t} where ({k}) in ({winners})) to stdout (format binary)",
+                t = table.table.qualified(),
+                k = table.key_list()
+            ),
+        },
+        CopyEnd {
+            db: dbs[1],
+            client: to.client(),
+            sql: format!("copy {rows_tmp} ({cols}) from stdin (format binary)"),
+        },
+        &format!("rows of {name}"),
+    )
+    .await?;
+    let overriding = if table.identity {
+        "overriding system value "
+    } else {
+        ""
+    };
+    to.batch_execute(&format!(
+        "delete from {t} as t using {keys_tmp} as k where {join}; \
+         insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp}",
+        t = table.table.qualified(),
+        join = table.key_join("t", "k"),
+    ))
+    .await
+    .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))?;
+    Ok((keys, rows))
+}
+
+/// Keys changed on both sides in the range, decided as `winners_sql` decides them.
+async fn conflicts(
+    tx: &Transaction<'_>,
+    dbs: [&str; 2],
+    table: &TablePlan,
+    range: &str,
+    strategy: Strategy,
+) -> Result<Vec<Conflict>, DbError> {
+    let sql = format!(
+        "select concat_ws(',', {keys}), s.belt_changed_at::text, p.belt_changed_at::text, {wins} \
+         from ({summary}) s join {peer} p on {join}",
+        keys = each_key(table, |c| format!("s.{c}::text")),
+        wins = strategy.peer_wins_sql(true),
+        summary = summary_sql(table, range),
+        peer = table.temp_table('p'),
+        join = table.key_join("p", "s"),
+    );
+    let rows = tx.query(&sql, &[]).await.map_err(|e| {
+        DbError::query(
+            dbs[0],
+            format!("read conflicts of {}", table.table.display_name()),
+            e,
+        )
+    })?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let second_wins: bool = r.get(3);
+            let winner = match strategy {
+                Strategy::Skip | Strategy::Abort => None,
+                _ => Some(dbs[usize::from(second_wins)].to_string()),
+            };
+            Conflict {
+                table: table.table.display_name(),
+                key: r.get(0),
+                first_changed_at: r.get(1),
+                second_changed_at: r.get(2),
+                winner,
+            }
         })
+        .collect())
 }
 
 fn each_key(table: &TablePlan, f: impl Fn(&str) -> String) -> String {

@@ -1,7 +1,10 @@
-//! The replication engine: batches, apply, rounds (DESIGN.md rules 1, 2, 5, 7, 8).
+//! The replication engine: batches, apply, conflicts, rounds (DESIGN.md rules 1–5, 7, 8).
 
 pub mod apply;
 pub mod batch;
+pub mod clock;
+pub mod conflict;
+pub mod echo;
 mod pipe;
 pub mod plan;
 pub mod round;
@@ -9,12 +12,23 @@ pub mod sequences;
 pub mod snapshot;
 mod truncate;
 
-pub use apply::Ends;
+pub use conflict::{Conflict, Strategy};
 pub use plan::TablePlan;
-pub use round::{run_round, RoundResult, DEFAULT_CHUNK_KEYS};
+pub use round::{run_round, RoundOptions, RoundResult, DEFAULT_CHUNK_KEYS};
 pub use snapshot::Snapshot;
 
+use tokio_postgres::Client;
+
 use crate::pg::DbError;
+
+/// One database of a sync, connected, as a round sees it.
+pub struct Side {
+    /// The operator's name for the database.
+    pub db: String,
+    pub client: Client,
+    /// Whether changes are captured here and sent to the other side.
+    pub source: bool,
+}
 
 /// Why a round failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +38,9 @@ pub enum EngineError {
     /// The source's transaction counter is behind the stored position.
     #[error("database '{db}' is behind the position belt stored (its next transaction id {current} is below {stored}): it was restored from a backup, failed over to a lagging replica, or lost its last transactions in a crash with synchronous_commit = off. belt stopped this sync rather than skip changes; compare the databases, then remove and re-add the sync")]
     SourceMoved { db: String, current: u64, stored: u64 },
+    /// A conflict under the `abort` strategy.
+    #[error("conflict on {} key ({}) under strategy abort: the sync stopped; resolve it by hand (beltctl conflicts), then change --conflict or resume", .conflicts[0].table, .conflicts[0].key)]
+    ConflictAbort { conflicts: Vec<Conflict> },
 }
 
 impl EngineError {
@@ -31,7 +48,7 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Db(e) => e.is_transient(),
-            EngineError::SourceMoved { .. } => false,
+            EngineError::SourceMoved { .. } | EngineError::ConflictAbort { .. } => false,
         }
     }
 }

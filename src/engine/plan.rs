@@ -67,15 +67,18 @@ impl TablePlan {
         quote::ident_list(&self.key)
     }
 
-    /// `(k1, k2) <= ('v1'::t1, 'v2'::t2)`: the keys up to and including `hi`.
-    pub fn key_at_most(&self, hi: &[String]) -> String {
-        let values = hi
-            .iter()
+    /// `'v1'::t1, 'v2'::t2`: a key given as text, typed like this table's key.
+    pub fn key_values(&self, key: &[String]) -> String {
+        key.iter()
             .zip(&self.key_types)
             .map(|(v, t)| format!("{}::{t}", quote::literal(v)))
             .collect::<Vec<_>>()
-            .join(", ");
-        format!("({}) <= ({values})", self.key_list())
+            .join(", ")
+    }
+
+    /// `(k1, k2) <= ('v1'::t1, 'v2'::t2)`: the keys up to and including `hi`.
+    pub fn key_at_most(&self, hi: &[String]) -> String {
+        format!("({}) <= ({})", self.key_list(), self.key_values(hi))
     }
 
     /// Name of this table's temp table (`kind` is `k` for keys, `r` for rows) on the target.

@@ -1,76 +1,119 @@
 //! Rule 5 of DESIGN.md: a round is atomic per chunk and side, and retried as a whole.
 //!
-//! A round fixes its batch by the source snapshot `S_round` (rule 1), then applies it
-//! table by table in key-range chunks of bounded size, each its own transaction on
-//! both sides: the target commits, then the source deletes the deltas it consumed.
-//! Only when every chunk is done does the caller store `S_round` as the new position.
-//! A crash anywhere repeats at most one chunk (state-based apply makes that harmless,
-//! rule 2) and never starts the backlog over, because finished chunks' deltas are gone.
+//! A round fixes each source's batch by that source's snapshot `S_round` (rule 1),
+//! then applies the batches table by table in key-range chunks of bounded size, each
+//! one transaction per side (rule 2), both directions at once. Only when every chunk
+//! is done does the caller store the snapshots as the new positions. A crash anywhere
+//! repeats at most one chunk, which state-based apply makes harmless, and never starts
+//! a backlog over, because finished chunks' deltas are gone.
 
 use tokio_postgres::Client;
 
-use super::apply::{apply_chunk, Ends};
+use super::apply::apply_chunk;
 use super::batch::{batch_filter, current_snapshot};
+use super::conflict::{Conflict, Strategy};
 use super::plan::TablePlan;
 use super::snapshot::Snapshot;
-use super::{sequences, truncate, EngineError};
+use super::{sequences, truncate, EngineError, Side};
 use crate::pg::DbError;
 
 /// Default number of keys applied per chunk.
 pub const DEFAULT_CHUNK_KEYS: i64 = 20_000;
 
-/// What a finished (or stopped) round did.
-#[derive(Debug, Clone)]
-pub struct RoundResult {
-    /// The snapshot to store as the new position; `None` when the round was stopped
-    /// before its last chunk.
-    pub snapshot: Option<Snapshot>,
-    pub keys: u64,
-    pub rows: u64,
-    pub chunks: u64,
-    pub truncates: u64,
+/// How rounds run.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundOptions {
+    pub chunk_keys: i64,
+    pub strategy: Strategy,
 }
 
-/// Runs one round from `prev`. `stop` is asked between chunks; when it says yes the
-/// round ends after the chunk that is running, without a new position.
+impl Default for RoundOptions {
+    fn default() -> Self {
+        RoundOptions {
+            chunk_keys: DEFAULT_CHUNK_KEYS,
+            strategy: Strategy::Latest,
+        }
+    }
+}
+
+/// What a finished (or stopped) round did.
+#[derive(Debug, Clone, Default)]
+pub struct RoundResult {
+    /// The snapshots to store as the new positions of the source sides; `None` when
+    /// the round was stopped before its last chunk.
+    pub positions: Option<[Option<Snapshot>; 2]>,
+    /// Rows written into the first and into the second database.
+    pub rows_into: [u64; 2],
+    /// Keys sent from the first and from the second database.
+    pub keys_from: [u64; 2],
+    pub chunks: u64,
+    pub truncates: u64,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl RoundResult {
+    /// Whether the round moved anything.
+    pub fn did_work(&self) -> bool {
+        self.keys_from.iter().sum::<u64>() > 0 || self.truncates > 0
+    }
+}
+
+/// Runs one round between the two sides from their stored `positions`. `stop` is
+/// asked between chunks; when it says yes the round ends without new positions.
 pub async fn run_round(
-    ends: Ends<'_>,
-    src: &mut Client,
-    dst: &mut Client,
+    sides: &mut [Side; 2],
     tables: &[TablePlan],
-    prev: Option<&Snapshot>,
-    chunk_keys: i64,
+    positions: &[Option<Snapshot>; 2],
+    opts: &RoundOptions,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<RoundResult, EngineError> {
-    let snapshot = current_snapshot(src, ends.src, prev).await?;
-    let batch = batch_filter(&snapshot);
-    let mut result = RoundResult {
-        snapshot: None,
-        keys: 0,
-        rows: 0,
-        chunks: 0,
-        truncates: 0,
-    };
-    result.truncates = truncate::apply_truncates(ends, src, dst, tables, &batch).await?;
+    let mut snapshots: [Option<Snapshot>; 2] = [None, None];
+    for i in 0..2 {
+        if sides[i].source {
+            snapshots[i] =
+                Some(current_snapshot(&sides[i].client, &sides[i].db, positions[i].as_ref()).await?);
+        }
+    }
+    let batches = snapshots.clone().map(|s| s.map(|s| batch_filter(&s)));
+    let mut result = RoundResult::default();
+    for (i, batch) in batches.iter().enumerate() {
+        if let Some(batch) = batch {
+            let [a, b] = sides;
+            let (from, to) = if i == 0 { (a, &*b) } else { (b, &*a) };
+            result.truncates += truncate::apply_truncates(from, to, tables, batch).await?;
+        }
+    }
     for table in tables {
-        while let Some(chunk) = apply_chunk(ends, src, dst, table, &batch, chunk_keys).await? {
-            result.keys += chunk.keys;
-            result.rows += chunk.rows;
+        while let Some(chunk) = apply_chunk(sides, table, &batches, opts.chunk_keys, opts.strategy).await? {
+            for i in 0..2 {
+                result.rows_into[i] += chunk.rows_into[i];
+                result.keys_from[i] += chunk.keys_from[i];
+            }
             result.chunks += 1;
-            tracing::debug!(table = %table.table.display_name(), keys = chunk.keys, rows = chunk.rows, "chunk applied");
+            result.conflicts.extend(chunk.conflicts);
+            tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
             if stop() {
                 return Ok(result);
             }
         }
     }
+    let [first, second] = sides;
     let seqs: Vec<_> = tables.iter().flat_map(|t| t.sequences.iter().cloned()).collect();
-    sequences::carry(src, dst, ends, &seqs).await?;
-    result.snapshot = Some(snapshot);
+    match (first.source, second.source) {
+        (true, false) => sequences::carry(first, second, &seqs).await?,
+        (false, true) => sequences::carry(second, first, &seqs).await?,
+        _ => 0,
+    };
+    result.positions = Some(snapshots);
     Ok(result)
 }
 
-/// Changes captured and not yet applied, and the age in seconds of the oldest.
-pub async fn pending(src: &Client, db: &str, tables: &[TablePlan]) -> Result<(i64, f64), DbError> {
+/// Changes captured on `side` and not yet applied, and the age in seconds of the oldest.
+pub async fn pending(side: &Side, tables: &[TablePlan]) -> Result<(i64, f64), DbError> {
+    pending_on(&side.client, &side.db, tables).await
+}
+
+async fn pending_on(client: &Client, db: &str, tables: &[TablePlan]) -> Result<(i64, f64), DbError> {
     if tables.is_empty() {
         return Ok((0, 0.0));
     }
@@ -83,7 +126,7 @@ pub async fn pending(src: &Client, db: &str, tables: &[TablePlan]) -> Result<(i6
          from ({}) d",
         parts.join(" union all ")
     );
-    let row = src
+    let row = client
         .query_one(&sql, &[])
         .await
         .map_err(|e| DbError::query(db, "count pending changes", e))?;

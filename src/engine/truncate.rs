@@ -1,28 +1,29 @@
 //! TRUNCATE is captured by a statement trigger into `belt.truncates` and applied to
-//! the target before the round's rows, all tables of one round in one statement so
-//! that foreign keys between them do not block it.
+//! the other side before the round's rows, all tables of one round in one statement
+//! so that foreign keys between them do not block it. The receiving session is in
+//! replica mode, so the truncate is not captured there again.
 
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::IsolationLevel;
 
-use super::apply::Ends;
 use super::plan::TablePlan;
+use super::Side;
 use crate::pg::DbError;
 
-/// Applies the batch's truncates; returns how many tables were truncated.
+/// Applies the truncates of `from`'s batch to `to`; returns how many tables.
 pub async fn apply_truncates(
-    ends: Ends<'_>,
-    src: &mut Client,
-    dst: &mut Client,
+    from: &mut Side,
+    to: &Side,
     tables: &[TablePlan],
     batch: &str,
 ) -> Result<u64, DbError> {
     let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
-    let stx = src
+    let stx = from
+        .client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .start()
         .await
-        .map_err(|e| DbError::query(ends.src, "begin reading truncates", e))?;
+        .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
     let filter = format!("{batch} and rel = any($1)");
     let found: Vec<String> = stx
         .query(
@@ -30,21 +31,22 @@ pub async fn apply_truncates(
             &[&rels],
         )
         .await
-        .map_err(|e| DbError::query(ends.src, "read truncates", e))?
+        .map_err(|e| DbError::query(&from.db, "read truncates", e))?
         .iter()
         .map(|r| r.get(0))
         .collect();
     if found.is_empty() {
         return Ok(0);
     }
-    dst.batch_execute(&format!("truncate only {}", found.join(", ")))
+    to.client
+        .batch_execute(&format!("truncate only {}", found.join(", ")))
         .await
-        .map_err(|e| DbError::query(ends.dst, format!("truncate {}", found.join(", ")), e))?;
+        .map_err(|e| DbError::query(&to.db, format!("truncate {}", found.join(", ")), e))?;
     stx.execute(&format!("delete from belt.truncates where {filter}"), &[&rels])
         .await
-        .map_err(|e| DbError::query(ends.src, "purge applied truncates", e))?;
+        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
     stx.commit()
         .await
-        .map_err(|e| DbError::query(ends.src, "purge applied truncates", e))?;
+        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
     Ok(found.len() as u64)
 }

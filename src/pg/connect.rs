@@ -29,16 +29,19 @@ pub async fn connect(spec: &DbSpec) -> Result<Client, DbError> {
     Ok(client)
 }
 
-/// Connects and forwards every NOTIFY received on the session to the returned channel.
-pub async fn connect_listening(spec: &DbSpec) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
+/// Connects and forwards the channel name of every NOTIFY received on the session
+/// to `notify` (several sessions may share one sender).
+pub async fn connect_listening(
+    spec: &DbSpec,
+    notify: mpsc::UnboundedSender<String>,
+) -> Result<Client, DbError> {
     let (client, mut connection) = open(spec).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(msg) = messages.next().await {
             match msg {
                 Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.channel().to_string()).is_err() {
+                    if notify.send(n.channel().to_string()).is_err() {
                         break;
                     }
                 }
@@ -51,7 +54,7 @@ pub async fn connect_listening(spec: &DbSpec) -> Result<(Client, mpsc::Unbounded
         }
     });
     pin_settings(spec, &client).await?;
-    Ok((client, rx))
+    Ok(client)
 }
 
 async fn pin_settings(spec: &DbSpec, client: &Client) -> Result<(), DbError> {

@@ -1,0 +1,19 @@
+-- belt catalog, version 2: per-direction status, clock offset, conflict record.
+alter table sync_status add column directions text not null default '[]';
+alter table sync_status add column clock_offset_ms real;
+alter table sync_status add column conflicts integer not null default 0;
+
+create table conflicts (
+    id integer primary key autoincrement,
+    sync text not null references syncs(name) on delete cascade,
+    recorded_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    table_name text not null,
+    key text not null,
+    strategy text not null,
+    first_db text not null,
+    first_changed_at text not null,
+    second_db text not null,
+    second_changed_at text not null,
+    winner text
+);
+create index conflicts_by_sync on conflicts (sync, id);

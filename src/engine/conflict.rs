@@ -1,0 +1,116 @@
+//! Rule 4 of DESIGN.md: conflicts are resolved per key, deterministically.
+//!
+//! A key changed on both databases since their last round is a conflict. Each side
+//! summarizes its changed keys of a chunk as (key, newest `changed_at`) and ships the
+//! summary to the other side; each side then sends exactly the keys it wins. Per key,
+//! not per table: Bucardo's `bucardo_latest` ranks whole databases by their newest
+//! change anywhere in the table, so a newer edit of one row can lose to an older one.
+//!
+//! Strategies: `latest` (default) — the later `changed_at` wins, ties go to the sync's
+//! first database; `source` — the first database always wins; `target` — the second
+//! always wins; `skip` — neither side sends the key, both keep their rows; `abort` —
+//! the round stops. Deletes take part like any other change, since a delta records
+//! a key, not an operation. Every conflict is returned to the caller for the record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// How a conflict is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    Latest,
+    Source,
+    Target,
+    Skip,
+    Abort,
+}
+
+impl Strategy {
+    /// Every strategy's name, for help and validation.
+    pub const NAMES: [&'static str; 5] = ["latest", "source", "target", "skip", "abort"];
+
+    /// SQL condition, over my summary `s` and the peer's summary `p` of one conflicting
+    /// key, that is true when the peer's state wins (so I do not send mine).
+    pub fn peer_wins_sql(self, i_am_first: bool) -> &'static str {
+        match (self, i_am_first) {
+            (Strategy::Latest, true) => "p.belt_changed_at > s.belt_changed_at",
+            (Strategy::Latest, false) => "p.belt_changed_at >= s.belt_changed_at",
+            (Strategy::Source, first) => bool_sql(!first),
+            (Strategy::Target, first) => bool_sql(first),
+            (Strategy::Skip | Strategy::Abort, _) => "true",
+        }
+    }
+}
+
+fn bool_sql(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Strategy::NAMES[*self as usize])
+    }
+}
+
+/// A conflict strategy name that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown conflict strategy '{0}': use latest, source, target, skip or abort")]
+pub struct BadStrategy(String);
+
+impl FromStr for Strategy {
+    type Err = BadStrategy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "latest" => Ok(Strategy::Latest),
+            "source" => Ok(Strategy::Source),
+            "target" => Ok(Strategy::Target),
+            "skip" => Ok(Strategy::Skip),
+            "abort" => Ok(Strategy::Abort),
+            other => Err(BadStrategy(other.to_string())),
+        }
+    }
+}
+
+/// One key changed on both databases, and how it was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// `schema.table`.
+    pub table: String,
+    /// The key's columns as text, comma-separated.
+    pub key: String,
+    /// Newest change of the key on the first and on the second database.
+    pub first_changed_at: String,
+    pub second_changed_at: String,
+    /// The database whose row both sides now hold; `None` for skip and abort.
+    pub winner: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strategy;
+
+    #[test]
+    fn names_round_trip() {
+        for name in Strategy::NAMES {
+            assert_eq!(name.parse::<Strategy>().unwrap().to_string(), name);
+        }
+        assert!("newest".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn latest_breaks_ties_for_the_first_database() {
+        assert!(!Strategy::Latest.peer_wins_sql(true).contains(">="));
+        assert!(Strategy::Latest.peer_wins_sql(false).contains(">="));
+        assert_eq!(Strategy::Source.peer_wins_sql(true), "false");
+        assert_eq!(Strategy::Target.peer_wins_sql(true), "true");
+    }
+}
