@@ -8,4 +8,5 @@ mod batches;
 mod capture;
 mod crash;
 mod daemon;
+mod multimaster;
 mod roundtrip;

@@ -322,8 +322,9 @@ async fn conflicts(
 ) -> Result<Vec<Conflict>, DbError> {
     let sql = format!(
         "select concat_ws(',', {keys}), s.belt_changed_at::text, p.belt_changed_at::text, {wins} \
-         from ({summary}) s join {peer} p on {join}",
+         from ({summary}) s join {peer} p on {join} order by {order}",
         keys = each_key(table, |c| format!("s.{c}::text")),
+        order = each_key(table, |c| format!("s.{c}")),
         wins = strategy.peer_wins_sql(true),
         summary = summary_sql(table, range),
         peer = table.temp_table('p'),
