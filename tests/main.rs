@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod batches;
 mod capture;
+mod convergence;
 mod crash;
 mod daemon;
 mod multimaster;

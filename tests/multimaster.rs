@@ -21,19 +21,42 @@ pub struct Both {
 impl Both {
     pub async fn new(schema: &str, tables: &[&str], strategy: Strategy) -> Both {
         let pair = Pair::new(schema).await;
-        let names: Vec<TableName> =
-            tables.iter().map(|t| TableName { schema: "public".into(), name: t.to_string() }).collect();
+        let names: Vec<TableName> = tables
+            .iter()
+            .map(|t| TableName {
+                schema: "public".into(),
+                name: t.to_string(),
+            })
+            .collect();
         let specs = [pair.spec("a", SRC), pair.spec("b", DST)];
-        let session = Session::open([&specs[0], &specs[1]], [true, true], &names).await.unwrap();
+        let session = Session::open([&specs[0], &specs[1]], [true, true], &names)
+            .await
+            .unwrap();
         let (a, b) = (pair.src().await, pair.dst().await);
-        let opts = RoundOptions { strategy, ..RoundOptions::default() };
-        Both { pair, session, positions: [None, None], a, b, opts }
+        let opts = RoundOptions {
+            strategy,
+            ..RoundOptions::default()
+        };
+        Both {
+            pair,
+            session,
+            positions: [None, None],
+            a,
+            b,
+            opts,
+        }
     }
 
     pub async fn round(&mut self) -> RoundResult {
-        let r = run_round(&mut self.session.sides, &self.session.plans, &self.positions, &self.opts, &|| false)
-            .await
-            .unwrap();
+        let r = run_round(
+            &mut self.session.sides,
+            &self.session.plans,
+            &self.positions,
+            &self.opts,
+            &|| false,
+        )
+        .await
+        .unwrap();
         self.positions = r.positions.clone().expect("round completed");
         r
     }
@@ -54,7 +77,11 @@ impl Both {
     }
 
     async fn delta(&self, table: &str) -> String {
-        self.a.query_one("select belt.delta_name('public', $1)", &[&table]).await.unwrap().get(0)
+        self.a
+            .query_one("select belt.delta_name('public', $1)", &[&table])
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// Makes every pending change of `table` on both sides carry the same timestamp.
@@ -72,7 +99,10 @@ const KV: &str = "create table t (id int primary key, v text)";
 
 async fn one_conflict(strategy: Strategy, first_writes: &str, second_writes: &str) -> (Both, Vec<Conflict>) {
     let mut both = Both::new(KV, &["t"], strategy).await;
-    both.a.batch_execute("insert into t values (1, 'base'), (2, 'other')").await.unwrap();
+    both.a
+        .batch_execute("insert into t values (1, 'base'), (2, 'other')")
+        .await
+        .unwrap();
     both.settle().await;
     both.a.batch_execute(first_writes).await.unwrap();
     both.b.batch_execute(second_writes).await.unwrap();
@@ -81,23 +111,42 @@ async fn one_conflict(strategy: Strategy, first_writes: &str, second_writes: &st
 }
 
 async fn value(c: &Client, id: i32) -> Option<String> {
-    c.query_opt("select v from t where id = $1", &[&id]).await.unwrap().map(|r| r.get(0))
+    c.query_opt("select v from t where id = $1", &[&id])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
 }
 
 #[tokio::test]
 async fn ping_pong_converges_without_echo() {
     let mut both = Both::new(KV, &["t"], Strategy::Latest).await;
-    both.a.batch_execute("insert into t select i, 'a' from generate_series(1, 100) i").await.unwrap();
-    both.b.batch_execute("insert into t select i, 'b' from generate_series(101, 200) i").await.unwrap();
+    both.a
+        .batch_execute("insert into t select i, 'a' from generate_series(1, 100) i")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("insert into t select i, 'b' from generate_series(101, 200) i")
+        .await
+        .unwrap();
     let first = both.round().await;
     assert_eq!(first.rows_into, [100, 100]);
-    both.a.batch_execute("update t set v = 'a2' where id > 150").await.unwrap();
-    both.b.batch_execute("delete from t where id <= 10").await.unwrap();
+    both.a
+        .batch_execute("update t set v = 'a2' where id > 150")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("delete from t where id <= 10")
+        .await
+        .unwrap();
     let rounds = both.settle().await;
     assert!(rounds <= 2, "settled after {rounds} rounds");
     assert_same(&both.pair, "t").await;
     assert_eq!(count(&both.a, "t").await, 190);
-    assert_eq!(both.pending_deltas("t").await, (0, 0), "applied rows must not be captured again");
+    assert_eq!(
+        both.pending_deltas("t").await,
+        (0, 0),
+        "applied rows must not be captured again"
+    );
 }
 
 #[tokio::test]
@@ -118,8 +167,12 @@ async fn update_update_goes_to_the_later_write() {
 
 #[tokio::test]
 async fn update_then_later_delete_deletes() {
-    let (both, conflicts) =
-        one_conflict(Strategy::Latest, "update t set v = 'a' where id = 1", "delete from t where id = 1").await;
+    let (both, conflicts) = one_conflict(
+        Strategy::Latest,
+        "update t set v = 'a' where id = 1",
+        "delete from t where id = 1",
+    )
+    .await;
     assert_eq!(value(&both.a, 1).await, None);
     assert_same(&both.pair, "t").await;
     assert_eq!(conflicts[0].winner.as_deref(), Some("b"));
@@ -127,16 +180,24 @@ async fn update_then_later_delete_deletes() {
 
 #[tokio::test]
 async fn delete_then_later_update_keeps_the_row() {
-    let (both, _) =
-        one_conflict(Strategy::Latest, "delete from t where id = 1", "update t set v = 'b' where id = 1").await;
+    let (both, _) = one_conflict(
+        Strategy::Latest,
+        "delete from t where id = 1",
+        "update t set v = 'b' where id = 1",
+    )
+    .await;
     assert_eq!(value(&both.a, 1).await.as_deref(), Some("b"));
     assert_same(&both.pair, "t").await;
 }
 
 #[tokio::test]
 async fn delete_delete_leaves_it_deleted() {
-    let (both, conflicts) =
-        one_conflict(Strategy::Latest, "delete from t where id = 1", "delete from t where id = 1").await;
+    let (both, conflicts) = one_conflict(
+        Strategy::Latest,
+        "delete from t where id = 1",
+        "delete from t where id = 1",
+    )
+    .await;
     assert_eq!(count(&both.a, "t").await, 1);
     assert_same(&both.pair, "t").await;
     assert_eq!(conflicts.len(), 1);
@@ -144,18 +205,31 @@ async fn delete_delete_leaves_it_deleted() {
 
 #[tokio::test]
 async fn insert_insert_goes_to_the_later_write() {
-    let (both, conflicts) =
-        one_conflict(Strategy::Latest, "insert into t values (5, 'a')", "insert into t values (5, 'b')").await;
+    let (both, conflicts) = one_conflict(
+        Strategy::Latest,
+        "insert into t values (5, 'a')",
+        "insert into t values (5, 'b')",
+    )
+    .await;
     assert_eq!(value(&both.a, 5).await.as_deref(), Some("b"));
     assert_same(&both.pair, "t").await;
-    assert_eq!(conflicts[0].key, "5", "an insert/insert collision is recorded, never silent");
+    assert_eq!(
+        conflicts[0].key, "5",
+        "an insert/insert collision is recorded, never silent"
+    );
 }
 
 #[tokio::test]
 async fn a_tie_goes_to_the_first_database() {
     let mut both = Both::new(KV, &["t"], Strategy::Latest).await;
-    both.a.batch_execute("insert into t values (1, 'a')").await.unwrap();
-    both.b.batch_execute("insert into t values (1, 'b')").await.unwrap();
+    both.a
+        .batch_execute("insert into t values (1, 'a')")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("insert into t values (1, 'b')")
+        .await
+        .unwrap();
     both.tie("t").await;
     let r = both.round().await;
     assert_eq!(value(&both.b, 1).await.as_deref(), Some("a"));
@@ -165,38 +239,78 @@ async fn a_tie_goes_to_the_first_database() {
 #[tokio::test]
 async fn conflicts_are_decided_per_key_not_per_table() {
     let mut both = Both::new(KV, &["t"], Strategy::Latest).await;
-    both.a.batch_execute("insert into t values (1, 'base'), (2, 'base')").await.unwrap();
+    both.a
+        .batch_execute("insert into t values (1, 'base'), (2, 'base')")
+        .await
+        .unwrap();
     both.settle().await;
-    both.a.batch_execute("update t set v = 'a-early' where id = 1").await.unwrap();
-    both.b.batch_execute("update t set v = 'b-mid' where id in (1, 2)").await.unwrap();
-    both.a.batch_execute("update t set v = 'a-late' where id = 2").await.unwrap();
+    both.a
+        .batch_execute("update t set v = 'a-early' where id = 1")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("update t set v = 'b-mid' where id in (1, 2)")
+        .await
+        .unwrap();
+    both.a
+        .batch_execute("update t set v = 'a-late' where id = 2")
+        .await
+        .unwrap();
     let r = both.round().await;
     // Key 1: b is newer. Key 2: a is newer, although a's table-wide newest change
     // and b's interleave (Bucardo's per-table ranking would pick one side for both).
     assert_eq!(value(&both.a, 1).await.as_deref(), Some("b-mid"));
     assert_eq!(value(&both.a, 2).await.as_deref(), Some("a-late"));
     assert_same(&both.pair, "t").await;
-    let winners: Vec<_> = r.conflicts.iter().map(|c| (c.key.as_str(), c.winner.as_deref())).collect();
+    let winners: Vec<_> = r
+        .conflicts
+        .iter()
+        .map(|c| (c.key.as_str(), c.winner.as_deref()))
+        .collect();
     assert_eq!(winners, vec![("1", Some("b")), ("2", Some("a"))]);
 }
 
 #[tokio::test]
 async fn strategies_source_target_and_skip() {
-    let (both, c) =
-        one_conflict(Strategy::Source, "update t set v = 'a' where id = 1", "update t set v = 'b' where id = 1").await;
-    assert_eq!(value(&both.b, 1).await.as_deref(), Some("a"), "source: the first database wins");
+    let (both, c) = one_conflict(
+        Strategy::Source,
+        "update t set v = 'a' where id = 1",
+        "update t set v = 'b' where id = 1",
+    )
+    .await;
+    assert_eq!(
+        value(&both.b, 1).await.as_deref(),
+        Some("a"),
+        "source: the first database wins"
+    );
     assert_eq!(c[0].winner.as_deref(), Some("a"));
     drop(both);
 
-    let (both, c) =
-        one_conflict(Strategy::Target, "update t set v = 'a' where id = 1", "update t set v = 'b' where id = 1").await;
-    assert_eq!(value(&both.a, 1).await.as_deref(), Some("b"), "target: the second database wins");
+    let (both, c) = one_conflict(
+        Strategy::Target,
+        "update t set v = 'a' where id = 1",
+        "update t set v = 'b' where id = 1",
+    )
+    .await;
+    assert_eq!(
+        value(&both.a, 1).await.as_deref(),
+        Some("b"),
+        "target: the second database wins"
+    );
     assert_eq!(c[0].winner.as_deref(), Some("b"));
     drop(both);
 
-    let (both, c) =
-        one_conflict(Strategy::Skip, "update t set v = 'a' where id = 1", "update t set v = 'b' where id = 1").await;
-    assert_eq!(value(&both.a, 1).await.as_deref(), Some("a"), "skip: both keep their row");
+    let (both, c) = one_conflict(
+        Strategy::Skip,
+        "update t set v = 'a' where id = 1",
+        "update t set v = 'b' where id = 1",
+    )
+    .await;
+    assert_eq!(
+        value(&both.a, 1).await.as_deref(),
+        Some("a"),
+        "skip: both keep their row"
+    );
     assert_eq!(value(&both.b, 1).await.as_deref(), Some("b"));
     assert_eq!(c[0].winner, None);
 }
@@ -204,14 +318,33 @@ async fn strategies_source_target_and_skip() {
 #[tokio::test]
 async fn strategy_abort_stops_before_writing() {
     let mut both = Both::new(KV, &["t"], Strategy::Abort).await;
-    both.a.batch_execute("insert into t values (1, 'base')").await.unwrap();
-    both.settle().await;
-    both.a.batch_execute("update t set v = 'a' where id = 1; insert into t values (7, 'a')").await.unwrap();
-    both.b.batch_execute("update t set v = 'b' where id = 1").await.unwrap();
-    let err = run_round(&mut both.session.sides, &both.session.plans, &both.positions, &both.opts, &|| false)
+    both.a
+        .batch_execute("insert into t values (1, 'base')")
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("conflict on public.t key (1) under strategy abort"), "{err}");
+        .unwrap();
+    both.settle().await;
+    both.a
+        .batch_execute("update t set v = 'a' where id = 1; insert into t values (7, 'a')")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("update t set v = 'b' where id = 1")
+        .await
+        .unwrap();
+    let err = run_round(
+        &mut both.session.sides,
+        &both.session.plans,
+        &both.positions,
+        &both.opts,
+        &|| false,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("conflict on public.t key (1) under strategy abort"),
+        "{err}"
+    );
     assert_eq!(value(&both.b, 7).await, None, "nothing of the chunk is applied");
     assert_eq!(rows(&both.a, "t").await, vec!["(1,a)", "(7,a)"]);
 }
@@ -229,8 +362,14 @@ async fn foreign_keys_replicate_both_ways_without_cascading_on_the_receiver() {
     // b deletes parent 5 (cascading to its children on b); later a moves child 50 to
     // parent 6. The later write keeps child 50; applying b's delete of parent 5 on a
     // must not cascade to it.
-    both.b.batch_execute("delete from parent where id = 5").await.unwrap();
-    both.a.batch_execute("update child set parent_id = 6 where id = 50").await.unwrap();
+    both.b
+        .batch_execute("delete from parent where id = 5")
+        .await
+        .unwrap();
+    both.a
+        .batch_execute("update child set parent_id = 6 where id = 50")
+        .await
+        .unwrap();
     both.settle().await;
     for t in ["parent", "child"] {
         assert_same(&both.pair, t).await;
