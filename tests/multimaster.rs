@@ -377,3 +377,115 @@ async fn foreign_keys_replicate_both_ways_without_cascading_on_the_receiver() {
     assert_eq!(rows(&both.a, "child").await, vec!["(50,6)"]);
     assert_eq!(rows(&both.a, "parent").await, vec!["(6)"]);
 }
+
+/// A writer on one side: unique inserts plus updates of keys the other side also updates.
+async fn write_load(client: Client, first_id: i32, n: i32) {
+    for i in 0..n {
+        let id = first_id + i;
+        client
+            .batch_execute(&format!(
+                "insert into t values ({id}, 'w{first_id}'); update t set v = 'w{first_id}-{i}' where id = {}",
+                1 + i % 20
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_bidirectional_load_loses_and_doubles_nothing() {
+    let pair = Pair::with_config(KV, "chunk_keys: 50\n").await;
+    pair.add_sync_with("t", "src:source,dst:source");
+    let mut daemon = pair.start_daemon();
+    pair.kick_wait();
+    pair.src()
+        .await
+        .batch_execute("insert into t select i, 'seed' from generate_series(1, 20) i")
+        .await
+        .unwrap();
+    pair.kick_wait();
+
+    let a = tokio::spawn(write_load(pair.src().await, 100_000, 1500));
+    let b = tokio::spawn(write_load(pair.dst().await, 200_000, 1500));
+    let dst = pair.dst().await;
+    crate::support::wait_for(60, "replication under load", || async {
+        count(&dst, "t where id >= 100000 and id < 200000").await > 300
+    })
+    .await;
+    daemon.kill9();
+    let _daemon = pair.start_daemon();
+    a.await.unwrap();
+    b.await.unwrap();
+
+    let src = pair.src().await;
+    crate::support::wait_for(120, "both directions to drain", || async {
+        pair.kick_wait();
+        let s = pair.status();
+        s["pending_rows"] == 0 && count(&src, "t").await == 3020 && count(&dst, "t").await == 3020
+    })
+    .await;
+    assert_same(&pair, "t").await;
+    for range in ["id >= 100000 and id < 200000", "id >= 200000"] {
+        assert_eq!(
+            count(&src, &format!("t where {range}")).await,
+            1500,
+            "every insert arrives once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_written() {
+    let pair = Pair::new(KV).await;
+    let pw = pair.dir.join("app-password");
+    std::fs::write(&pw, "app-secret").unwrap();
+    pair.src()
+        .await
+        .batch_execute(&format!(
+            "create role app login password 'app-secret'; grant all on t to app; \
+             grant create on database {SRC} to app; grant create on database {DST} to app"
+        ))
+        .await
+        .unwrap();
+    pair.dst()
+        .await
+        .batch_execute("grant all on t to app")
+        .await
+        .unwrap();
+    for (name, db) in [("src", SRC), ("dst", DST)] {
+        let port = format!("port={}", pair.cluster.port());
+        let dbname = format!("dbname={db}");
+        let file = format!("password_file={}", pw.display());
+        pair.beltctl_ok(&[
+            "add",
+            "db",
+            name,
+            "host=127.0.0.1",
+            &port,
+            &dbname,
+            "user=app",
+            &file,
+        ]);
+    }
+    let out = pair.beltctl(&[
+        "add",
+        "sync",
+        "app",
+        "--dbs",
+        "src:source,dst:source",
+        "--tables",
+        "t",
+    ]);
+    let text = crate::support::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("GRANT SET ON PARAMETER session_replication_role"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rds_superuser") && text.contains("superuser"),
+        "{text}"
+    );
+    assert!(!crate::support::has_belt_schema(&pair.src().await).await);
+    assert!(!crate::support::has_belt_schema(&pair.dst().await).await);
+}

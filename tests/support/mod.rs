@@ -91,21 +91,18 @@ impl Pair {
 
     /// `add db src`, `add db dst`, `add sync app --dbs src:source,dst:target --tables TABLES`.
     pub fn add_sync(&self, tables: &str) {
+        self.add_sync_with(tables, "src:source,dst:target");
+    }
+
+    /// `add db src`, `add db dst`, `add sync app --dbs DBS --tables TABLES`.
+    pub fn add_sync_with(&self, tables: &str, dbs: &str) {
         for (name, db) in [("src", SRC), ("dst", DST)] {
             let mut args = vec!["add".to_string(), "db".into(), name.into()];
             args.extend(self.cluster.add_db_args(db));
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             self.beltctl_ok(&refs);
         }
-        self.beltctl_ok(&[
-            "add",
-            "sync",
-            "app",
-            "--dbs",
-            "src:source,dst:target",
-            "--tables",
-            tables,
-        ]);
+        self.beltctl_ok(&["add", "sync", "app", "--dbs", dbs, "--tables", tables]);
     }
 
     /// Starts belt-syncd on this pair's catalog.
