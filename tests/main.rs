@@ -10,4 +10,5 @@ mod convergence;
 mod crash;
 mod daemon;
 mod multimaster;
+mod operator;
 mod roundtrip;

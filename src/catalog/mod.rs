@@ -9,7 +9,7 @@ mod model;
 mod store;
 
 pub use actor::CatalogHandle;
-pub use model::{ConflictRecord, DirectionStatus, Member, Role, SyncDef, SyncStatus};
+pub use model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
 pub use store::{Catalog, RoundRecord, CONFLICTS_KEPT};
 
 /// A catalog operation that failed.

@@ -81,6 +81,8 @@ pub struct SyncStatus {
     pub clock_offset_ms: Option<f64>,
     /// Conflicts resolved since the sync was added.
     pub conflicts: i64,
+    /// Keys parked because their rows could not be applied (`beltctl retry`).
+    pub parked_rows: i64,
     pub last_round_at: Option<String>,
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,
@@ -108,4 +110,18 @@ pub struct ConflictRecord {
     pub second_db: String,
     pub second_changed_at: String,
     pub winner: Option<String>,
+}
+
+/// A parked key as stored in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParkedRecord {
+    pub id: i64,
+    pub parked_at: String,
+    pub schema: String,
+    pub table: String,
+    /// The key's values as text, in key column order.
+    pub key: Vec<String>,
+    pub from_db: String,
+    pub failed_db: String,
+    pub error: String,
 }

@@ -17,3 +17,17 @@ create table conflicts (
     winner text
 );
 create index conflicts_by_sync on conflicts (sync, id);
+
+-- Keys whose rows could not be applied; `beltctl retry` puts them back in play.
+create table parked (
+    id integer primary key autoincrement,
+    sync text not null references syncs(name) on delete cascade,
+    parked_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    schema_name text not null,
+    table_name text not null,
+    key text not null,
+    from_db text not null,
+    failed_db text not null,
+    error text not null
+);
+create index parked_by_sync on parked (sync, id);

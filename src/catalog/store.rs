@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::model::{ConflictRecord, DirectionStatus, Member, Role, SyncDef, SyncStatus};
+use super::model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
 use super::CatalogError;
+use crate::engine::park::Parked;
 use crate::engine::Conflict;
 use crate::engine::Snapshot;
 use crate::pg::introspect::TableInfo;
@@ -350,8 +351,8 @@ impl Catalog {
         self.conn
             .query_row(
                 "select state, last_error, rounds, rows_applied, pending_rows, lag_seconds, \
-                 last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts \
-                 from sync_status where sync = ?1",
+                 last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts, \
+                 (select count(*) from parked p where p.sync = ?1) from sync_status where sync = ?1",
                 [sync],
                 |r| {
                     Ok(SyncStatus {
@@ -367,6 +368,7 @@ impl Catalog {
                         directions: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
                         clock_offset_ms: r.get(10)?,
                         conflicts: r.get(11)?,
+                        parked_rows: r.get(12)?,
                     })
                 },
             )
@@ -492,6 +494,56 @@ impl Catalog {
             })
             .map_err(self.err("list conflicts"))?;
         rows.collect::<Result<_, _>>().map_err(self.err("list conflicts"))
+    }
+
+    /// Stores keys the daemon parked.
+    pub fn record_parked(&mut self, sync: &str, parked: &[Parked]) -> Result<(), CatalogError> {
+        for p in parked {
+            let key = serde_json::to_string(&p.key).expect("key serializes");
+            self.conn
+                .execute(
+                    "insert into parked (sync, schema_name, table_name, key, from_db, failed_db, error) \
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![sync, p.schema, p.table, key, p.from_db, p.failed_db, p.error],
+                )
+                .map_err(self.err("record parked key"))?;
+        }
+        Ok(())
+    }
+
+    /// Every parked key of a sync, oldest first.
+    pub fn parked(&self, sync: &str) -> Result<Vec<ParkedRecord>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "select id, parked_at, schema_name, table_name, key, from_db, failed_db, error \
+                 from parked where sync = ?1 order by id",
+            )
+            .map_err(self.err("list parked keys"))?;
+        let rows = stmt
+            .query_map([sync], |r| {
+                Ok(ParkedRecord {
+                    id: r.get(0)?,
+                    parked_at: r.get(1)?,
+                    schema: r.get(2)?,
+                    table: r.get(3)?,
+                    key: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    from_db: r.get(5)?,
+                    failed_db: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })
+            .map_err(self.err("list parked keys"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("list parked keys"))
+    }
+
+    /// Forgets a parked key (after it was re-queued).
+    pub fn unpark(&mut self, id: i64) -> Result<(), CatalogError> {
+        self.conn
+            .execute("delete from parked where id = ?1", [id])
+            .map_err(self.err("unpark key"))?;
+        Ok(())
     }
 
     /// Changes the roles (and order) of a sync's databases.

@@ -4,6 +4,7 @@
 mod db;
 mod demo;
 mod output;
+mod parked;
 mod sync;
 mod watch;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Update(UpdateCommand),
     /// Show the recent conflicts of a sync: table, key, both timestamps, winner.
     Conflicts(watch::ConflictsArgs),
+    /// Re-queue the parked keys of a sync (rows that could not be applied).
+    Retry { name: String },
     /// Run the whole story on two throwaway local clusters.
     Demo(demo::DemoArgs),
 }
@@ -89,6 +92,12 @@ pub enum ListCommand {
     },
     /// The tables of one sync.
     Tables {
+        sync: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The parked keys of one sync, with the database error.
+    Parked {
         sync: String,
         #[arg(long)]
         json: bool,
@@ -157,6 +166,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Remove(RemoveCommand::Db { name }) => db::remove(&mut catalog, &name),
         Command::Update(UpdateCommand::Sync(args)) => sync::update(&mut catalog, args).await,
         Command::Conflicts(args) => watch::conflicts(&catalog, args),
+        Command::Retry { name } => parked::retry(&mut catalog, &name).await,
+        Command::List {
+            what: ListCommand::Parked { sync, json },
+        } => parked::list(&catalog, &sync, json),
         Command::Demo(_) => unreachable!("handled above"),
     }
 }

@@ -107,12 +107,23 @@ async fn reconcile(
     running.retain(|_, r| !r.task.is_finished());
     for (name, def) in wanted {
         if let Some(r) = running.get(&name) {
-            r.def.send_if_modified(|cur| {
-                let changed = *cur != def;
-                *cur = def.clone();
-                changed
-            });
-            continue;
+            let reconfigured = {
+                let cur = r.def.borrow();
+                cur.members != def.members || cur.conflict != def.conflict
+            };
+            if !reconfigured {
+                r.def.send_if_modified(|cur| {
+                    let changed = *cur != def;
+                    *cur = def.clone();
+                    changed
+                });
+                continue;
+            }
+            // New roles or strategy: finish the current chunk and reconnect.
+            info!(sync = %name, "sync reconfigured: restarting its task");
+            let r = running.remove(&name).expect("present");
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
         }
         let (def_tx, def_rx) = watch::channel(def);
         let (stop_tx, stop_rx) = watch::channel(false);

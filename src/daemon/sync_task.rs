@@ -126,6 +126,13 @@ impl SyncTask {
                 self.record_conflicts(name, &session, strategy, result.conflicts.clone())
                     .await;
             }
+            if !result.parked.is_empty() {
+                let (n, parked) = (name.to_string(), result.parked.clone());
+                self.catalog
+                    .call(move |c| c.record_parked(&n, &parked))
+                    .await
+                    .map_err(|e| (render(&e), true))?;
+            }
             let Some(new_positions) = result.positions.clone() else {
                 return Ok(()); // stopped between chunks
             };

@@ -32,6 +32,23 @@ pub struct ChunkResult {
     pub conflicts: Vec<Conflict>,
 }
 
+/// A chunk that failed, with the last key of its range once that was known, so that
+/// the round can narrow a failing range down to the one row that cannot be applied.
+#[derive(Debug)]
+pub struct ChunkError {
+    pub last_key: Option<Vec<String>>,
+    pub error: EngineError,
+}
+
+impl From<DbError> for ChunkError {
+    fn from(e: DbError) -> Self {
+        ChunkError {
+            last_key: None,
+            error: e.into(),
+        }
+    }
+}
+
 /// Applies the next chunk of `table` in both directions. `batches[i]` is the batch
 /// filter of side `i` when it is a source. `None` when neither side has keys left.
 pub async fn apply_chunk(
@@ -40,7 +57,7 @@ pub async fn apply_chunk(
     batches: &[Option<String>; 2],
     limit: i64,
     strategy: Strategy,
-) -> Result<Option<ChunkResult>, EngineError> {
+) -> Result<Option<ChunkResult>, ChunkError> {
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
     let ta = begin(&mut a.client, dbs[0]).await?;
@@ -61,39 +78,47 @@ pub async fn apply_chunk(
         [Some(x), Some(y)] => smaller(txs[0], dbs[0], table, x, y).await?,
     };
     let range = table.key_at_most(&hi);
-    for i in 0..2 {
-        create_temp_tables(txs[i], dbs[i], table).await?;
-    }
-    for i in 0..2 {
-        if batches[i].is_some() {
-            ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, &range).await?;
+    let applied: Result<ChunkResult, EngineError> = async {
+        for i in 0..2 {
+            create_temp_tables(txs[i], dbs[i], table).await?;
         }
-    }
-    let mut result = ChunkResult::default();
-    if batches[0].is_some() && batches[1].is_some() {
-        result.conflicts = conflicts(txs[0], dbs, table, &range, strategy).await?;
-        if strategy == Strategy::Abort && !result.conflicts.is_empty() {
-            return Err(EngineError::ConflictAbort {
-                conflicts: result.conflicts,
-            });
+        for i in 0..2 {
+            if batches[i].is_some() {
+                ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, &range).await?;
+            }
         }
-    }
-    for i in 0..2 {
-        if batches[i].is_some() {
-            let (keys, rows) = send_winners(
-                txs[i],
-                txs[1 - i],
-                [dbs[i], dbs[1 - i]],
-                table,
-                &range,
-                strategy,
-                i == 0,
-            )
-            .await?;
-            result.keys_from[i] = keys;
-            result.rows_into[1 - i] = rows;
+        let mut result = ChunkResult::default();
+        if batches[0].is_some() && batches[1].is_some() {
+            result.conflicts = conflicts(txs[0], dbs, table, &range, strategy).await?;
+            if strategy == Strategy::Abort && !result.conflicts.is_empty() {
+                return Err(EngineError::ConflictAbort {
+                    conflicts: result.conflicts,
+                });
+            }
         }
+        for i in 0..2 {
+            if batches[i].is_some() {
+                let (keys, rows) = send_winners(
+                    txs[i],
+                    txs[1 - i],
+                    [dbs[i], dbs[1 - i]],
+                    table,
+                    &range,
+                    strategy,
+                    i == 0,
+                )
+                .await?;
+                result.keys_from[i] = keys;
+                result.rows_into[1 - i] = rows;
+            }
+        }
+        Ok(result)
     }
+    .await;
+    let result = applied.map_err(|error| ChunkError {
+        last_key: Some(hi.clone()),
+        error,
+    })?;
     ta.commit()
         .await
         .map_err(|e| DbError::query(dbs[0], "commit chunk", e))?;

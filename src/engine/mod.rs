@@ -5,6 +5,7 @@ pub mod batch;
 pub mod clock;
 pub mod conflict;
 pub mod echo;
+pub mod park;
 mod pipe;
 pub mod plan;
 pub mod round;

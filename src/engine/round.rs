@@ -9,9 +9,10 @@
 
 use tokio_postgres::Client;
 
-use super::apply::apply_chunk;
+use super::apply::{apply_chunk, ChunkError};
 use super::batch::{batch_filter, current_snapshot};
 use super::conflict::{Conflict, Strategy};
+use super::park::{self, Parked};
 use super::plan::TablePlan;
 use super::snapshot::Snapshot;
 use super::{sequences, truncate, EngineError, Side};
@@ -49,12 +50,14 @@ pub struct RoundResult {
     pub chunks: u64,
     pub truncates: u64,
     pub conflicts: Vec<Conflict>,
+    /// Keys set aside this round because their rows could not be applied.
+    pub parked: Vec<Parked>,
 }
 
 impl RoundResult {
     /// Whether the round moved anything.
     pub fn did_work(&self) -> bool {
-        self.keys_from.iter().sum::<u64>() > 0 || self.truncates > 0
+        self.keys_from.iter().sum::<u64>() > 0 || self.truncates > 0 || !self.parked.is_empty()
     }
 }
 
@@ -84,16 +87,38 @@ pub async fn run_round(
         }
     }
     for table in tables {
-        while let Some(chunk) = apply_chunk(sides, table, &batches, opts.chunk_keys, opts.strategy).await? {
-            for i in 0..2 {
-                result.rows_into[i] += chunk.rows_into[i];
-                result.keys_from[i] += chunk.keys_from[i];
-            }
-            result.chunks += 1;
-            result.conflicts.extend(chunk.conflicts);
-            tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
-            if stop() {
-                return Ok(result);
+        let mut limit = opts.chunk_keys;
+        loop {
+            match apply_chunk(sides, table, &batches, limit, opts.strategy).await {
+                Ok(None) => break,
+                Ok(Some(chunk)) => {
+                    for i in 0..2 {
+                        result.rows_into[i] += chunk.rows_into[i];
+                        result.keys_from[i] += chunk.keys_from[i];
+                    }
+                    result.chunks += 1;
+                    result.conflicts.extend(chunk.conflicts);
+                    tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
+                    limit = (limit * 2).min(opts.chunk_keys);
+                    if stop() {
+                        return Ok(result);
+                    }
+                }
+                Err(ChunkError {
+                    last_key: Some(key),
+                    error,
+                }) if park::is_row_error(&error) => {
+                    if limit > 1 {
+                        limit = (limit / 2).max(1);
+                        continue;
+                    }
+                    let parked = park::park(sides, table, &key, &error).await?;
+                    tracing::warn!(table = %table.table.display_name(), key = ?parked.key,
+                                   error = %parked.error, "row parked");
+                    result.parked.push(parked);
+                    limit = opts.chunk_keys;
+                }
+                Err(e) => return Err(e.error),
             }
         }
     }

@@ -1,0 +1,87 @@
+//! `beltctl list parked` and `beltctl retry`: keys whose rows could not be applied,
+//! and putting them back in play once the cause is fixed.
+
+use std::process::ExitCode;
+
+use super::output::print_rows;
+use super::CliError;
+use crate::catalog::Catalog;
+use crate::pg::{connect, quote, DbError};
+
+/// Lists a sync's parked keys with the database error.
+pub fn list(catalog: &Catalog, sync: &str, json: bool) -> Result<ExitCode, CliError> {
+    catalog.require_sync(sync)?;
+    let parked = catalog.parked(sync)?;
+    print_rows(
+        json,
+        &parked,
+        &["parked", "table", "key", "from → failed on", "error"],
+        |p| {
+            vec![
+                p.parked_at.clone(),
+                format!("{}.{}", p.schema, p.table),
+                p.key.join(","),
+                format!("{} → {}", p.from_db, p.failed_db),
+                p.error.clone(),
+            ]
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-queues every parked key of a sync on the database it came from.
+pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliError> {
+    catalog.require_sync(sync)?;
+    let tables = catalog.relations(sync)?;
+    let parked = catalog.parked(sync)?;
+    for p in &parked {
+        let table = tables
+            .iter()
+            .find(|t| t.schema == p.schema && t.name == p.table)
+            .ok_or_else(|| {
+                CliError::Failed(format!(
+                    "table {}.{} is no longer part of sync '{sync}'",
+                    p.schema, p.table
+                ))
+            })?;
+        let key = table.key.clone().unwrap_or_default();
+        let values = key
+            .iter()
+            .zip(&p.key)
+            .map(|(col, v)| {
+                let ty = table
+                    .columns
+                    .iter()
+                    .find(|c| &c.name == col)
+                    .map(|c| c.type_name.as_str())
+                    .unwrap_or("text");
+                format!("{}::{ty}", quote::literal(v))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let spec = catalog.require_db(&p.from_db)?;
+        let client = connect(&spec).await?;
+        let delta: String = client
+            .query_one("select belt.delta_name($1, $2)", &[&p.schema, &p.table])
+            .await
+            .map_err(|e| DbError::query(&spec.name, "find delta table", e))?
+            .get(0);
+        client
+            .batch_execute(&format!(
+                "insert into {} ({}) values ({values}); select pg_notify('belt_kick', '')",
+                quote::qualified("belt", &delta),
+                quote::ident_list(&key)
+            ))
+            .await
+            .map_err(|e| {
+                DbError::query(
+                    &spec.name,
+                    format!("re-queue a key of {}.{}", p.schema, p.table),
+                    e,
+                )
+            })?;
+        catalog.unpark(p.id)?;
+    }
+    println!("re-queued {} parked key(s) of sync '{sync}'", parked.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,77 @@
+//! Rule 5, last part: a row that cannot be applied does not stall the sync.
+//!
+//! When a chunk fails on a row's data — it collides on a non-key unique index, breaks
+//! a check constraint, does not fit a column (SQLSTATE classes 22 and 23) — the round
+//! halves the chunk until the failing range is one key. That key is parked: its deltas
+//! are taken out of the delta tables, the caller records it with the database error,
+//! and the rest of the table goes on. `beltctl retry` puts the key back in the delta
+//! table of the side it came from, so the next round tries it again.
+
+use serde::Serialize;
+
+use super::plan::TablePlan;
+use super::{EngineError, Side};
+use crate::pg::error::render;
+use crate::pg::DbError;
+
+/// A key set aside because its row could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Parked {
+    pub schema: String,
+    pub table: String,
+    /// The key's values as text, in key column order.
+    pub key: Vec<String>,
+    /// The database whose row could not be applied, and where it failed.
+    pub from_db: String,
+    pub failed_db: String,
+    pub error: String,
+}
+
+/// Whether `error` is about one row's data, so that narrowing the chunk can find it.
+pub fn is_row_error(error: &EngineError) -> bool {
+    match error {
+        EngineError::Db(e) => e.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "23")),
+        _ => false,
+    }
+}
+
+/// Takes `key` of `table` out of both sides' delta tables and describes why.
+pub async fn park(
+    sides: &[Side; 2],
+    table: &TablePlan,
+    key: &[String],
+    error: &EngineError,
+) -> Result<Parked, DbError> {
+    let failed_db = match error {
+        EngineError::Db(DbError::Query { db, .. }) => db.clone(),
+        _ => sides[1].db.clone(),
+    };
+    let from_db = if failed_db == sides[0].db {
+        sides[1].db.clone()
+    } else {
+        sides[0].db.clone()
+    };
+    let sql = format!(
+        "delete from {} where ({}) = ({})",
+        table.delta_sql(),
+        table.key_list(),
+        table.key_values(key)
+    );
+    for side in sides.iter().filter(|s| s.source) {
+        side.client.execute(&sql, &[]).await.map_err(|e| {
+            DbError::query(
+                &side.db,
+                format!("park a key of {}", table.table.display_name()),
+                e,
+            )
+        })?;
+    }
+    Ok(Parked {
+        schema: table.table.schema.clone(),
+        table: table.table.name.clone(),
+        key: key.to_vec(),
+        from_db,
+        failed_db,
+        error: render(error),
+    })
+}
