@@ -167,6 +167,23 @@ async fn unknown_and_keyless_tables_are_reported() {
     assert!(stderr.contains("public.nokey has no primary key"), "{stderr}");
     let tables = pair.beltctl_ok(&["list", "tables", "s"]);
     assert!(tables.contains("none (not captured)"), "{tables}");
+
+    let e = fail(
+        &pair,
+        &[
+            "add",
+            "sync",
+            "s2",
+            "--dbs",
+            "src:source,dst:target",
+            "--tables",
+            "t",
+        ],
+    );
+    assert!(
+        e.contains("table public.t of database 'src' is already replicated from there by sync 's'"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -59,9 +59,14 @@ async fn a_row_that_cannot_be_applied_is_parked_and_retried() {
 
 #[tokio::test]
 async fn conflicts_are_on_record_and_roles_change_without_a_copy() {
-    let pair = Pair::new("create table t (id int primary key, v text)").await;
+    // A bound no pair of clocks meets: every round must warn.
+    let pair = Pair::with_config(
+        "create table t (id int primary key, v text)",
+        "max_clock_offset_ms: 0.000001\n",
+    )
+    .await;
     pair.add_sync_with("t", "src:source,dst:source");
-    let _daemon = pair.start_daemon();
+    let daemon = pair.start_daemon();
     pair.kick_wait();
     pair.src()
         .await
@@ -98,6 +103,11 @@ async fn conflicts_are_on_record_and_roles_change_without_a_copy() {
         serde_json::from_str(&pair.beltctl_ok(&["conflicts", "app", "--json"])).unwrap();
     assert_eq!(conflicts[0]["key"], "1", "{conflicts}");
     assert_eq!(conflicts[0]["winner"], "dst", "{conflicts}");
+    assert!(
+        daemon.log().contains("clocks of the two databases differ"),
+        "{}",
+        daemon.log()
+    );
 
     // Turn src → dst off: dst's writes still reach src, src's no longer reach dst.
     pair.beltctl_ok(&["update", "sync", "app", "--dbs", "src:target,dst:source"]);
