@@ -6,11 +6,15 @@
 
 mod actor;
 mod model;
+mod records;
+mod status;
 mod store;
 
 pub use actor::CatalogHandle;
 pub use model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
-pub use store::{Catalog, RoundRecord, CONFLICTS_KEPT};
+pub use records::CONFLICTS_KEPT;
+pub use status::RoundRecord;
+pub use store::Catalog;
 
 /// A catalog operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -117,11 +117,6 @@ pub struct ConflictRecord {
 pub struct ParkedRecord {
     pub id: i64,
     pub parked_at: String,
-    pub schema: String,
-    pub table: String,
-    /// The key's values as text, in key column order.
-    pub key: Vec<String>,
-    pub from_db: String,
-    pub failed_db: String,
-    pub error: String,
+    #[serde(flatten)]
+    pub parked: crate::engine::park::Parked,
 }

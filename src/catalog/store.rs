@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
+use super::model::{Member, Role, SyncDef};
 use super::CatalogError;
-use crate::engine::park::Parked;
-use crate::engine::Conflict;
 use crate::engine::Snapshot;
 use crate::pg::introspect::TableInfo;
 use crate::pg::DbSpec;
@@ -16,27 +14,17 @@ use crate::pg::DbSpec;
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
 
-/// Conflicts kept per sync; older ones are deleted as new ones arrive.
-pub const CONFLICTS_KEPT: i64 = 10_000;
-
 /// The open catalog file.
 pub struct Catalog {
-    conn: Connection,
-    path: String,
+    pub(super) conn: Connection,
+    pub(super) path: String,
 }
 
 impl Catalog {
     /// Opens (creating and migrating when needed) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
         let display = path.display().to_string();
-        let err = |context| {
-            let path = display.clone();
-            move |source| CatalogError::Sql {
-                path,
-                context,
-                source,
-            }
-        };
+        let err = |context| fail(&display, context);
         let conn = Connection::open(path).map_err(err("open the file"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(err("set busy timeout"))?;
@@ -54,12 +42,8 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn err(&self, context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError + '_ {
-        move |source| CatalogError::Sql {
-            path: self.path.clone(),
-            context,
-            source,
-        }
+    pub(super) fn err(&self, context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
+        fail(&self.path, context)
     }
 
     fn migrate(&mut self) -> Result<(), CatalogError> {
@@ -175,14 +159,7 @@ impl Catalog {
             });
         }
         let path = self.path.clone();
-        let err = |context| {
-            let path = path.clone();
-            move |source| CatalogError::Sql {
-                path,
-                context,
-                source,
-            }
-        };
+        let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin add sync"))?;
         tx.execute(
             "insert into syncs (name, conflict, grp) values (?1, ?2, ?3)",
@@ -307,18 +284,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// Asks the daemon for a round; returns the kick number to wait for.
-    pub fn kick(&mut self, name: &str) -> Result<i64, CatalogError> {
-        self.require_sync(name)?;
-        self.conn
-            .query_row(
-                "update syncs set kick_seq = kick_seq + 1 where name = ?1 returning kick_seq",
-                [name],
-                |r| r.get(0),
-            )
-            .map_err(self.err("kick sync"))
-    }
-
     /// The last applied snapshot of `db` in `sync`.
     pub fn position(&self, sync: &str, db: &str) -> Result<Option<Snapshot>, CatalogError> {
         let text: Option<String> = self
@@ -346,218 +311,11 @@ impl Catalog {
         Ok(())
     }
 
-    /// The status the daemon last reported.
-    pub fn status(&self, sync: &str) -> Result<SyncStatus, CatalogError> {
-        self.conn
-            .query_row(
-                "select state, last_error, rounds, rows_applied, pending_rows, lag_seconds, \
-                 last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts, \
-                 (select count(*) from parked p where p.sync = ?1) from sync_status where sync = ?1",
-                [sync],
-                |r| {
-                    Ok(SyncStatus {
-                        state: r.get(0)?,
-                        last_error: r.get(1)?,
-                        rounds: r.get(2)?,
-                        rows_applied: r.get(3)?,
-                        pending_rows: r.get(4)?,
-                        lag_seconds: r.get(5)?,
-                        last_round_at: r.get(6)?,
-                        kick_done: r.get(7)?,
-                        updated_at: r.get(8)?,
-                        directions: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
-                        clock_offset_ms: r.get(10)?,
-                        conflicts: r.get(11)?,
-                        parked_rows: r.get(12)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(self.err("read status"))?
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "sync",
-                name: sync.to_string(),
-            })
-    }
-
-    /// Records a state change and, for failures, the error a user should see.
-    pub fn set_state(&mut self, sync: &str, state: &str, error: Option<&str>) -> Result<(), CatalogError> {
-        self.conn
-            .execute(
-                "update sync_status set state = ?2, last_error = coalesce(?3, last_error), \
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where sync = ?1",
-                params![sync, state, error],
-            )
-            .map_err(self.err("store status"))?;
-        Ok(())
-    }
-
-    /// Records a finished round: rows applied, what is still pending per direction,
-    /// the clock offset and the kick it answered.
-    pub fn round_done(&mut self, sync: &str, done: &RoundRecord) -> Result<(), CatalogError> {
-        let pending: i64 = done.directions.iter().map(|d| d.pending_rows).sum();
-        let lag = done.directions.iter().map(|d| d.lag_seconds).fold(0.0, f64::max);
-        let directions = serde_json::to_string(&done.directions).expect("directions serialize");
-        self.conn
-            .execute(
-                "update sync_status set state = 'replicating', last_error = null, rounds = rounds + 1, \
-                 rows_applied = rows_applied + ?2, pending_rows = ?3, lag_seconds = ?4, \
-                 kick_done = max(kick_done, ?5), directions = ?6, clock_offset_ms = ?7, \
-                 conflicts = conflicts + ?8, \
-                 last_round_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where sync = ?1",
-                params![
-                    sync,
-                    done.rows as i64,
-                    pending,
-                    lag,
-                    done.kick,
-                    directions,
-                    done.clock_offset_ms,
-                    done.conflicts as i64
-                ],
-            )
-            .map_err(self.err("store round"))?;
-        Ok(())
-    }
-
-    /// Stores conflicts, keeping the newest [`CONFLICTS_KEPT`] of the sync.
-    pub fn record_conflicts(
-        &mut self,
-        sync: &str,
-        dbs: [&str; 2],
-        strategy: &str,
-        conflicts: &[Conflict],
-    ) -> Result<(), CatalogError> {
-        let path = self.path.clone();
-        let err = |context| {
-            let path = path.clone();
-            move |source| CatalogError::Sql {
-                path,
-                context,
-                source,
-            }
-        };
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(err("begin recording conflicts"))?;
-        for c in conflicts {
-            tx.execute(
-                "insert into conflicts (sync, table_name, key, strategy, first_db, first_changed_at, \
-                 second_db, second_changed_at, winner) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    sync,
-                    c.table,
-                    c.key,
-                    strategy,
-                    dbs[0],
-                    c.first_changed_at,
-                    dbs[1],
-                    c.second_changed_at,
-                    c.winner
-                ],
-            )
-            .map_err(err("record conflict"))?;
-        }
-        tx.execute(
-            "delete from conflicts where sync = ?1 and id <= (select max(id) from conflicts where sync = ?1) - ?2",
-            params![sync, CONFLICTS_KEPT],
-        )
-        .map_err(err("trim conflicts"))?;
-        tx.commit().map_err(err("commit conflicts"))?;
-        Ok(())
-    }
-
-    /// The newest `limit` conflicts of a sync, newest first.
-    pub fn conflicts(&self, sync: &str, limit: i64) -> Result<Vec<ConflictRecord>, CatalogError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "select recorded_at, table_name, key, strategy, first_db, first_changed_at, second_db, \
-                 second_changed_at, winner from conflicts where sync = ?1 order by id desc limit ?2",
-            )
-            .map_err(self.err("list conflicts"))?;
-        let rows = stmt
-            .query_map(params![sync, limit], |r| {
-                Ok(ConflictRecord {
-                    recorded_at: r.get(0)?,
-                    table: r.get(1)?,
-                    key: r.get(2)?,
-                    strategy: r.get(3)?,
-                    first_db: r.get(4)?,
-                    first_changed_at: r.get(5)?,
-                    second_db: r.get(6)?,
-                    second_changed_at: r.get(7)?,
-                    winner: r.get(8)?,
-                })
-            })
-            .map_err(self.err("list conflicts"))?;
-        rows.collect::<Result<_, _>>().map_err(self.err("list conflicts"))
-    }
-
-    /// Stores keys the daemon parked.
-    pub fn record_parked(&mut self, sync: &str, parked: &[Parked]) -> Result<(), CatalogError> {
-        for p in parked {
-            let key = serde_json::to_string(&p.key).expect("key serializes");
-            self.conn
-                .execute(
-                    "insert into parked (sync, schema_name, table_name, key, from_db, failed_db, error) \
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![sync, p.schema, p.table, key, p.from_db, p.failed_db, p.error],
-                )
-                .map_err(self.err("record parked key"))?;
-        }
-        Ok(())
-    }
-
-    /// Every parked key of a sync, oldest first.
-    pub fn parked(&self, sync: &str) -> Result<Vec<ParkedRecord>, CatalogError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "select id, parked_at, schema_name, table_name, key, from_db, failed_db, error \
-                 from parked where sync = ?1 order by id",
-            )
-            .map_err(self.err("list parked keys"))?;
-        let rows = stmt
-            .query_map([sync], |r| {
-                Ok(ParkedRecord {
-                    id: r.get(0)?,
-                    parked_at: r.get(1)?,
-                    schema: r.get(2)?,
-                    table: r.get(3)?,
-                    key: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                    from_db: r.get(5)?,
-                    failed_db: r.get(6)?,
-                    error: r.get(7)?,
-                })
-            })
-            .map_err(self.err("list parked keys"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("list parked keys"))
-    }
-
-    /// Forgets a parked key (after it was re-queued).
-    pub fn unpark(&mut self, id: i64) -> Result<(), CatalogError> {
-        self.conn
-            .execute("delete from parked where id = ?1", [id])
-            .map_err(self.err("unpark key"))?;
-        Ok(())
-    }
-
     /// Changes the roles (and order) of a sync's databases.
     pub fn set_members(&mut self, sync: &str, members: &[Member]) -> Result<(), CatalogError> {
         self.require_sync(sync)?;
         let path = self.path.clone();
-        let err = |context| {
-            let path = path.clone();
-            move |source| CatalogError::Sql {
-                path,
-                context,
-                source,
-            }
-        };
+        let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin update sync"))?;
         tx.execute("delete from sync_dbs where sync = ?1", [sync])
             .map_err(err("update sync"))?;
@@ -573,16 +331,6 @@ impl Catalog {
     }
 }
 
-/// What a finished round reports to the catalog.
-#[derive(Debug, Clone, Default)]
-pub struct RoundRecord {
-    pub rows: u64,
-    pub directions: Vec<DirectionStatus>,
-    pub kick: i64,
-    pub clock_offset_ms: Option<f64>,
-    pub conflicts: usize,
-}
-
 fn row_to_db(r: &rusqlite::Row<'_>) -> rusqlite::Result<DbSpec> {
     Ok(DbSpec {
         name: r.get(0)?,
@@ -590,4 +338,14 @@ fn row_to_db(r: &rusqlite::Row<'_>) -> rusqlite::Result<DbSpec> {
         password_env: r.get(2)?,
         password_file: r.get::<_, Option<String>>(3)?.map(Into::into),
     })
+}
+
+/// Maps a rusqlite error to a catalog error naming the file and what failed.
+pub(super) fn fail(path: &str, context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
+    let path = path.to_string();
+    move |source| CatalogError::Sql {
+        path,
+        context,
+        source,
+    }
 }

@@ -16,9 +16,10 @@ pub fn list(catalog: &Catalog, sync: &str, json: bool) -> Result<ExitCode, CliEr
         json,
         &parked,
         &["parked", "table", "key", "from → failed on", "error"],
-        |p| {
+        |r| {
+            let p = &r.parked;
             vec![
-                p.parked_at.clone(),
+                r.parked_at.clone(),
                 format!("{}.{}", p.schema, p.table),
                 p.key.join(","),
                 format!("{} → {}", p.from_db, p.failed_db),
@@ -34,7 +35,8 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
     catalog.require_sync(sync)?;
     let tables = catalog.relations(sync)?;
     let parked = catalog.parked(sync)?;
-    for p in &parked {
+    for record in &parked {
+        let p = &record.parked;
         let table = tables
             .iter()
             .find(|t| t.schema == p.schema && t.name == p.table)
@@ -80,7 +82,7 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
                     e,
                 )
             })?;
-        catalog.unpark(p.id)?;
+        catalog.unpark(record.id)?;
     }
     println!("re-queued {} parked key(s) of sync '{sync}'", parked.len());
     Ok(ExitCode::SUCCESS)

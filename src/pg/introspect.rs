@@ -125,7 +125,9 @@ select n.nspname, s.relname
   join pg_class s on s.oid = d.objid and s.relkind = 'S'
   join pg_namespace n on n.oid = s.relnamespace
  where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
-   and d.refobjid = $1::int8::oid and d.deptype in ('a', 'i')
+   and d.refobjid = (select c.oid from pg_class c join pg_namespace cn on cn.oid = c.relnamespace
+                      where cn.nspname = $1 and c.relname = $2)
+   and d.deptype in ('a', 'i')
  order by 1, 2";
 
 /// Every user table of the database (or of one schema), outside belt's own schema.
@@ -189,16 +191,10 @@ pub async fn owned_sequences(
     db: &str,
     table: &TableInfo,
 ) -> Result<Vec<TableName>, DbError> {
-    let ctx = || format!("read sequences of {}", table.display_name());
-    let row = client
-        .query_one(TABLE_SQL, &[&table.schema, &table.name])
-        .await
-        .map_err(|e| DbError::query(db, ctx(), e))?;
-    let oid: i64 = row.get(0);
     let rows = client
-        .query(SEQUENCES_SQL, &[&oid])
+        .query(SEQUENCES_SQL, &[&table.schema, &table.name])
         .await
-        .map_err(|e| DbError::query(db, ctx(), e))?;
+        .map_err(|e| DbError::query(db, format!("read sequences of {}", table.display_name()), e))?;
     Ok(rows
         .iter()
         .map(|r| TableName {
