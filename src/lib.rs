@@ -10,6 +10,7 @@ pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod daemon;
 pub mod engine;
 pub mod local_cluster;

@@ -7,6 +7,7 @@ mod bad_input;
 mod batches;
 mod capture;
 mod convergence;
+mod copy;
 mod crash;
 mod daemon;
 mod multimaster;

@@ -5,12 +5,14 @@
 //! daemon runs; inside the daemon one thread owns the connection ([`CatalogHandle`]).
 
 mod actor;
+mod copying;
 mod model;
 mod records;
 mod status;
 mod store;
 
 pub use actor::CatalogHandle;
+pub use copying::CopyProgress;
 pub use model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
 pub use records::CONFLICTS_KEPT;
 pub use status::RoundRecord;

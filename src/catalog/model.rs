@@ -47,6 +47,8 @@ pub struct SyncDef {
     pub paused: bool,
     /// Bumped by `beltctl kick`; the daemon runs a round when it moves.
     pub kick_seq: i64,
+    /// Initial copy: `pending`, `copying` or `done`.
+    pub copy: String,
 }
 
 impl SyncDef {
@@ -83,6 +85,9 @@ pub struct SyncStatus {
     pub conflicts: i64,
     /// Keys parked because their rows could not be applied (`beltctl retry`).
     pub parked_rows: i64,
+    /// Initial copy: rows copied so far and the estimated total.
+    pub copy_rows: i64,
+    pub copy_total: i64,
     pub last_round_at: Option<String>,
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,

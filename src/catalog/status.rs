@@ -24,7 +24,10 @@ impl Catalog {
             .query_row(
                 "select state, last_error, rounds, rows_applied, pending_rows, lag_seconds, \
                  last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts, \
-                 (select count(*) from parked p where p.sync = ?1) from sync_status where sync = ?1",
+                 (select count(*) from parked p where p.sync = ?1), \
+                 (select coalesce(sum(rows), 0) from copy_progress c where c.sync = ?1), \
+                 (select coalesce(sum(max(total, rows)), 0) from copy_progress c where c.sync = ?1) \
+                 from sync_status where sync = ?1",
                 [sync],
                 |r| {
                     Ok(SyncStatus {
@@ -41,6 +44,8 @@ impl Catalog {
                         clock_offset_ms: r.get(10)?,
                         conflicts: r.get(11)?,
                         parked_rows: r.get(12)?,
+                        copy_rows: r.get(13)?,
+                        copy_total: r.get(14)?,
                     })
                 },
             )

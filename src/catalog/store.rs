@@ -162,8 +162,8 @@ impl Catalog {
         let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin add sync"))?;
         tx.execute(
-            "insert into syncs (name, conflict, grp) values (?1, ?2, ?3)",
-            params![sync.name, sync.conflict, sync.group],
+            "insert into syncs (name, conflict, grp, copy) values (?1, ?2, ?3, ?4)",
+            params![sync.name, sync.conflict, sync.group, sync.copy],
         )
         .map_err(err("add sync"))?;
         for (ord, m) in sync.members.iter().enumerate() {
@@ -207,7 +207,7 @@ impl Catalog {
     pub fn syncs(&self) -> Result<Vec<SyncDef>, CatalogError> {
         let mut stmt = self
             .conn
-            .prepare("select name, conflict, grp, paused, kick_seq from syncs order by name")
+            .prepare("select name, conflict, grp, paused, kick_seq, copy from syncs order by name")
             .map_err(self.err("list syncs"))?;
         let mut syncs: Vec<SyncDef> = stmt
             .query_map([], |r| {
@@ -217,6 +217,7 @@ impl Catalog {
                     group: r.get(2)?,
                     paused: r.get(3)?,
                     kick_seq: r.get(4)?,
+                    copy: r.get(5)?,
                     members: Vec::new(),
                 })
             })

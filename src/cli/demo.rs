@@ -131,6 +131,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         group: None,
         paused: false,
         kick_seq: 0,
+        copy: "pending".into(),
     };
     catalog.add_sync(&def, &tables)?;
     println!(

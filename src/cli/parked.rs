@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::output::print_rows;
 use super::CliError;
 use crate::catalog::Catalog;
+use crate::engine::TablePlan;
 use crate::pg::{connect, quote, DbError};
 
 /// Lists a sync's parked keys with the database error.
@@ -46,21 +47,7 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
                     p.schema, p.table
                 ))
             })?;
-        let key = table.key.clone().unwrap_or_default();
-        let values = key
-            .iter()
-            .zip(&p.key)
-            .map(|(col, v)| {
-                let ty = table
-                    .columns
-                    .iter()
-                    .find(|c| &c.name == col)
-                    .map(|c| c.type_name.as_str())
-                    .unwrap_or("text");
-                format!("{}::{ty}", quote::literal(v))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let plan = TablePlan::new(table, "", Vec::new());
         let spec = catalog.require_db(&p.from_db)?;
         let client = connect(&spec).await?;
         let delta: String = client
@@ -70,9 +57,10 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
             .get(0);
         client
             .batch_execute(&format!(
-                "insert into {} ({}) values ({values}); select pg_notify('belt_kick', '')",
+                "insert into {} ({}) values ({}); select pg_notify('belt_kick', '')",
                 quote::qualified("belt", &delta),
-                quote::ident_list(&key)
+                plan.key_list(),
+                plan.key_values(&p.key)
             ))
             .await
             .map_err(|e| {

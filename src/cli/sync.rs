@@ -36,6 +36,9 @@ pub struct AddSyncArgs {
     /// Group (fleet) the sync belongs to.
     #[arg(long)]
     pub group: Option<String>,
+    /// Skip the initial copy: the target already holds the source's rows.
+    #[arg(long)]
+    pub no_copy: bool,
 }
 
 fn parse_members(text: &str) -> Result<Vec<Member>, CliError> {
@@ -146,6 +149,7 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         group: args.group.clone(),
         paused: false,
         kick_seq: 0,
+        copy: if args.no_copy { "done" } else { "pending" }.into(),
     };
     let tables = check(catalog, &def, &parse_selection(&args)).await?;
     catalog.add_sync(&def, &tables)?;

@@ -5,6 +5,7 @@
 //! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
 //! dropped mid-transaction) and the daemon exits 0.
 
+mod initial_copy;
 pub mod session;
 mod sync_task;
 
@@ -135,6 +136,8 @@ async fn reconcile(
             chunk_keys: config.chunk_keys,
             progressed: false,
             max_clock_offset_ms: config.max_clock_offset_ms,
+            copy_jobs: config.copy_jobs,
+            copy_chunk_rows: config.copy_chunk_rows,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
         info!(sync = %name, "sync task started");

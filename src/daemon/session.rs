@@ -107,7 +107,7 @@ impl Session {
         let mut plans = Vec::new();
         for c in &captured {
             let seqs = owned_sequences(&sides[first].client, &sides[first].db, &c.table).await?;
-            plans.push(TablePlan::new(c, seqs));
+            plans.push(TablePlan::new(&c.table, &c.delta, seqs));
         }
         Ok(Session {
             sides,

@@ -6,7 +6,7 @@ pub mod clock;
 pub mod conflict;
 pub mod echo;
 pub mod park;
-mod pipe;
+pub(crate) mod pipe;
 pub mod plan;
 pub mod round;
 pub mod sequences;

@@ -1,7 +1,6 @@
 //! What a round needs to know about one table: names, key, writable columns, the
 //! delta table and the SQL fragments built from them.
 
-use crate::capture::Captured;
 use crate::pg::introspect::{TableInfo, TableName};
 use crate::pg::quote;
 
@@ -24,9 +23,10 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
-    /// Builds the plan of a captured table.
-    pub fn new(captured: &Captured, sequences: Vec<TableName>) -> TablePlan {
-        let table = captured.table.clone();
+    /// Builds the plan of a table whose changes land in the delta table `delta`
+    /// (empty for a table that is only copied).
+    pub fn new(table: &TableInfo, delta: &str, sequences: Vec<TableName>) -> TablePlan {
+        let table = table.clone();
         let key = table.key.clone().unwrap_or_default();
         let key_types = key
             .iter()
@@ -47,7 +47,7 @@ impl TablePlan {
             .collect();
         let identity = table.columns.iter().any(|c| c.identity);
         TablePlan {
-            delta: captured.delta.clone(),
+            delta: delta.to_string(),
             key,
             key_types,
             write_cols,

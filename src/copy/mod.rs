@@ -1,0 +1,151 @@
+//! Rule 6 of DESIGN.md: the initial copy leaves no gap.
+//!
+//! Capture is installed on the source (and its position recorded) *before* a single
+//! row is copied, so every change made during the copy is in a delta table. The copy
+//! then moves each table in key-range chunks: one REPEATABLE READ read on the source,
+//! and on the target one transaction that deletes the range and COPYs the source's
+//! rows into it (binary, streamed, replica mode so no trigger or FK fires). Each
+//! finished chunk is checkpointed by its last key, so a restarted daemon resumes at
+//! the next chunk. Rounds start when every table is copied, and re-fetch every row
+//! changed meanwhile (rule 2). A table without a key is copied whole in one chunk.
+
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::engine::pipe::{pipe, CopyEnd};
+use crate::engine::TablePlan;
+use crate::pg::{quote, DbError};
+
+/// Default rows per copy chunk.
+pub const DEFAULT_COPY_CHUNK_ROWS: i64 = 50_000;
+
+/// One finished chunk: where the next one starts, and how many rows it moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Last key of the chunk; `None` when the table is done.
+    pub last_key: Option<Vec<String>>,
+    pub rows: u64,
+}
+
+/// A database end of a copy: its name (for errors) and a session.
+pub struct End<'a> {
+    pub db: &'a str,
+    pub client: &'a mut Client,
+}
+
+/// Copies the chunk of `table` after `after` (from the start when `None`).
+pub async fn copy_chunk(
+    from: End<'_>,
+    to: End<'_>,
+    table: &TablePlan,
+    after: Option<&[String]>,
+    rows: i64,
+) -> Result<Copied, DbError> {
+    let name = table.table.display_name();
+    let stx = from
+        .client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| DbError::query(from.db, format!("begin copy of {name}"), e))?;
+    let dtx = to
+        .client
+        .transaction()
+        .await
+        .map_err(|e| DbError::query(to.db, format!("begin copy of {name}"), e))?;
+    let t = table.table.qualified();
+    let (last_key, range) = if table.key.is_empty() {
+        dtx.batch_execute(&format!("truncate only {t}"))
+            .await
+            .map_err(|e| DbError::query(to.db, format!("empty {name} before copying it whole"), e))?;
+        (None, "true".to_string())
+    } else {
+        let lower = after.map(|a| format!("({}) > ({})", table.key_list(), table.key_values(a)));
+        let hi = chunk_end(stx.client(), from.db, table, lower.as_deref(), rows).await?;
+        let upper = hi.as_ref().map(|h| table.key_at_most(h));
+        let range = [lower, upper]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let range = if range.is_empty() {
+            "true".to_string()
+        } else {
+            range
+        };
+        dtx.batch_execute(&format!("delete from {t} where {range}"))
+            .await
+            .map_err(|e| DbError::query(to.db, format!("clear a range of {name}"), e))?;
+        (hi, range)
+    };
+    let cols = quote::ident_list(&table.write_cols);
+    let copied = pipe(
+        CopyEnd {
+            db: from.db,
+            client: stx.client(),
+            sql: format!("copy (select {cols} from {t} where {range}) to stdout (format binary)"),
+        },
+        CopyEnd {
+            db: to.db,
+            client: dtx.client(),
+            sql: format!("copy {t} ({cols}) from stdin (format binary)"),
+        },
+        &format!("rows of {name}"),
+    )
+    .await?;
+    dtx.commit()
+        .await
+        .map_err(|e| DbError::query(to.db, format!("commit copy of {name}"), e))?;
+    stx.commit()
+        .await
+        .map_err(|e| DbError::query(from.db, format!("end copy of {name}"), e))?;
+    Ok(Copied {
+        last_key,
+        rows: copied,
+    })
+}
+
+/// The key `rows` rows after `lower` in key order, as text; `None` when fewer remain.
+async fn chunk_end(
+    client: &Client,
+    db: &str,
+    table: &TablePlan,
+    lower: Option<&str>,
+    rows: i64,
+) -> Result<Option<Vec<String>>, DbError> {
+    let texts = table
+        .key
+        .iter()
+        .map(|k| format!("{}::text", quote::ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "select {texts} from {t} where {lower} order by {k} offset {offset} limit 1",
+        t = table.table.qualified(),
+        lower = lower.unwrap_or("true"),
+        k = table.key_list(),
+        offset = rows.max(1) - 1,
+    );
+    let row = client.query_opt(&sql, &[]).await.map_err(|e| {
+        DbError::query(
+            db,
+            format!("find the next chunk of {}", table.table.display_name()),
+            e,
+        )
+    })?;
+    Ok(row.map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()))
+}
+
+/// Estimated rows of a table (`reltuples`), for progress; 0 when never analyzed.
+pub async fn estimate_rows(client: &Client, db: &str, table: &TablePlan) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "select greatest(c.reltuples, 0)::int8 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2",
+            &[&table.table.schema, &table.table.name],
+        )
+        .await
+        .map_err(|e| DbError::query(db, format!("estimate rows of {}", table.table.display_name()), e))?;
+    Ok(row.get(0))
+}

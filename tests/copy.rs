@@ -1,0 +1,95 @@
+//! Rule 6: the initial copy leaves no gap, resumes from its checkpoints after a crash,
+//! and ends with the target equal to the source while writes go on.
+
+use crate::support::{assert_same, count, wait_for, Pair};
+
+const SCHEMA: &str = "
+create table big (id bigint primary key, v text, n integer);
+create table audit_log (at timestamptz default now(), line text);
+create table parent (id serial primary key, name text);
+create table child (id serial primary key, parent_id integer references parent (id) on delete cascade, v text);";
+
+const SEED: &str = "
+insert into big select i, md5(i::text), i % 1000 from generate_series(1, 500000) i;
+insert into audit_log (line) select 'line ' || i from generate_series(1, 1000) i;
+insert into parent (name) select 'p' || i from generate_series(1, 100) i;
+insert into child (parent_id, v) select 1 + i % 100, 'c' || i from generate_series(1, 2000) i;";
+
+async fn seeded(extra_config: &str) -> Pair {
+    let pair = Pair::with_config(SCHEMA, extra_config).await;
+    pair.src().await.batch_execute(SEED).await.unwrap();
+    pair.src().await.batch_execute("analyze").await.unwrap();
+    pair
+}
+
+#[tokio::test]
+async fn the_copy_misses_no_write_made_while_it_runs() {
+    let pair = seeded("copy_chunk_rows: 20000\n").await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+
+    let writer = pair.src().await;
+    let mut i = 0;
+    // Write until the copy is done, and a little after.
+    while pair.status()["state"] != "replicating" || i < 50 {
+        writer
+            .batch_execute(&format!(
+                "update big set n = -n where id = {a}; delete from big where id = {d}; \
+                 insert into big values ({new}, 'new', 0); \
+                 insert into child (parent_id, v) values ({p}, 'during copy'); \
+                 delete from parent where id = {gone}",
+                a = 1 + (i * 7919) % 500000,
+                d = 1 + (i * 104729) % 500000,
+                new = 1_000_000 + i,
+                p = 1 + i % 50,
+                gone = 51 + i % 50,
+            ))
+            .await
+            .unwrap();
+        i += 1;
+        assert!(i < 100_000, "the copy never finished: {}", pair.status());
+    }
+    wait_for(120, "catch-up", || async {
+        pair.kick_wait();
+        pair.status()["pending_rows"] == 0
+    })
+    .await;
+    for t in ["big", "audit_log", "parent", "child"] {
+        assert_same(&pair, t).await;
+    }
+    let status = pair.status();
+    assert!(status["copy_rows"].as_i64().unwrap() >= 500_000, "{status}");
+    let q = "select last_value from child_id_seq";
+    let s: i64 = pair.src().await.query_one(q, &[]).await.unwrap().get(0);
+    let d: i64 = pair.dst().await.query_one(q, &[]).await.unwrap().get(0);
+    assert!(d >= s, "target sequence {d} is behind the source's {s}");
+}
+
+#[tokio::test]
+async fn kill_9_during_the_copy_resumes_at_the_next_chunk() {
+    let pair = seeded("copy_chunk_rows: 20000\ncopy_jobs: 1\n").await;
+    pair.add_sync("big");
+    let mut daemon = pair.start_daemon();
+    wait_for(120, "some chunks to be copied", || async {
+        pair.status()["copy_rows"].as_i64().unwrap() > 0
+    })
+    .await;
+    daemon.kill9();
+    let before = pair.status()["copy_rows"].as_i64().unwrap();
+    assert!(before < 500_000, "the copy ended before the kill; use more rows");
+
+    let _daemon = pair.start_daemon();
+    wait_for(180, "the copy to finish", || async {
+        pair.status()["state"] == "replicating"
+    })
+    .await;
+    pair.kick_wait();
+    assert_same(&pair, "big").await;
+    let after = pair.status()["copy_rows"].as_i64().unwrap();
+    // A restart from zero would copy all 500k rows again on top of `before`.
+    assert!(
+        after <= 500_000 + 20_000,
+        "copied {after} rows in all: the copy started over"
+    );
+    assert_eq!(count(&pair.dst().await, "big").await, 500_000);
+}
