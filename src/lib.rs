@@ -15,4 +15,5 @@ pub mod daemon;
 pub mod engine;
 pub mod local_cluster;
 pub mod pg;
+pub mod schema;
 pub mod tables;

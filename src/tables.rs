@@ -16,7 +16,7 @@ pub enum TableError {
     Db(#[from] DbError),
     #[error("table {table} not found in database '{db}'; check the name (schema.table) with \\dt in psql")]
     Unknown { db: String, table: String },
-    #[error("table {table} exists in '{src}' but not in '{dst}'; create the schema on the target first (pg_dump --schema-only -d SOURCE | psql -d TARGET)")]
+    #[error("table {table} exists in '{src}' but not in '{dst}'; let belt copy the schema (a target without any of the tables, and no --no-copy), or create it on the target first (pg_dump --schema-only -d SOURCE | psql -d TARGET)")]
     MissingOnTarget { src: String, dst: String, table: String },
     #[error("table {table} differs between '{src}' and '{dst}': {differences}; make the target's columns match the source's")]
     Mismatch {
@@ -38,12 +38,16 @@ pub enum Selection {
 
 /// Resolves `selection` on the source and checks each table against the target.
 /// Tables without a key are returned with `key: None`: reported, not captured.
+///
+/// With `schema_copy`, a target without any of the tables is accepted: the daemon
+/// copies the schema there first. A target with only some of them never is.
 pub async fn resolve(
     src: &Client,
     src_db: &str,
     dst: &Client,
     dst_db: &str,
     selection: &Selection,
+    schema_copy: bool,
 ) -> Result<Vec<TableInfo>, TableError> {
     let names = match selection {
         Selection::All { schema } => list_tables(src, src_db, schema.as_deref()).await?,
@@ -60,6 +64,7 @@ pub async fn resolve(
         });
     }
     let mut tables = Vec::new();
+    let mut missing = Vec::new();
     for name in &names {
         let display = format!("{}.{}", name.schema, name.name);
         let Some(table) = describe_table(src, src_db, name).await? else {
@@ -69,11 +74,9 @@ pub async fn resolve(
             });
         };
         let Some(target) = describe_table(dst, dst_db, name).await? else {
-            return Err(TableError::MissingOnTarget {
-                src: src_db.to_string(),
-                dst: dst_db.to_string(),
-                table: display,
-            });
+            missing.push(display);
+            tables.push(table);
+            continue;
         };
         let differences = column_differences(&table, &target);
         if !differences.is_empty() {
@@ -85,6 +88,15 @@ pub async fn resolve(
             });
         }
         tables.push(table);
+    }
+    if let Some(first) = missing.first() {
+        if !schema_copy || missing.len() < tables.len() {
+            return Err(TableError::MissingOnTarget {
+                src: src_db.to_string(),
+                dst: dst_db.to_string(),
+                table: first.clone(),
+            });
+        }
     }
     Ok(tables)
 }

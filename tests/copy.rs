@@ -93,3 +93,82 @@ async fn kill_9_during_the_copy_resumes_at_the_next_chunk() {
     );
     assert_eq!(count(&pair.dst().await, "big").await, 500_000);
 }
+
+const SHOP: &str = "
+create type mood as enum ('new', 'shipped');
+create table parent (id serial primary key, name text unique);
+create table child (id serial primary key, parent_id integer references parent (id) on delete cascade, m mood);
+create index child_parent on child (parent_id);
+create function stamp() returns trigger language plpgsql as $$ begin return new; end $$;
+create trigger stamp before insert on child for each row execute function stamp();
+create table notes (line text);
+insert into parent (name) select 'p' || i from generate_series(1, 100) i;
+insert into child (parent_id, m) select 1 + i % 100, 'new' from generate_series(1, 10000) i;
+insert into notes select 'n' || i from generate_series(1, 50) i;";
+
+#[tokio::test]
+async fn an_empty_target_gets_the_schema_then_the_rows_then_the_indexes() {
+    let pair = Pair::with_schemas(SHOP, "", "").await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+    wait_for(60, "setup to finish", || async {
+        pair.status()["state"] == "replicating"
+    })
+    .await;
+    pair.src()
+        .await
+        .batch_execute("delete from parent where id = 7; insert into notes values ('late')")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    for t in ["parent", "child"] {
+        assert_same(&pair, t).await;
+    }
+    let dst = pair.dst().await;
+    assert_eq!(
+        count(&dst, "notes").await,
+        50,
+        "a key-less table is copied whole, not replicated"
+    );
+    assert_eq!(
+        count(&dst, "pg_indexes where indexname = 'child_parent'").await,
+        1,
+        "indexes are built"
+    );
+    assert_eq!(
+        count(&dst, "pg_trigger where tgname = 'stamp'").await,
+        1,
+        "triggers are copied"
+    );
+    let fk: bool = dst
+        .query_one(
+            "select convalidated from pg_constraint where contype = 'f' and conrelid = 'child'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!fk, "foreign keys are created NOT VALID after the copy");
+}
+
+#[tokio::test]
+async fn a_failing_schema_statement_is_named_and_nothing_is_left_half_done() {
+    let pair = Pair::with_schemas(SHOP, "create type mood as enum ('other')", "").await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+    wait_for(60, "the sync to fail", || async {
+        pair.status()["state"] == "failed"
+    })
+    .await;
+    let error = pair.status()["last_error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("schema copy to database 'dst' stopped at TYPE mood"),
+        "{error}"
+    );
+    assert!(error.contains("CREATE TYPE public.mood"), "{error}");
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(
+        count(&pair.dst().await, "pg_tables where schemaname = 'public'").await,
+        0
+    );
+}

@@ -113,6 +113,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         &Selection::All {
             schema: Some("public".into()),
         },
+        true,
     )
     .await?;
     let def = SyncDef {

@@ -76,6 +76,7 @@ async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Resul
         &clients[1 - s],
         &specs[1 - s].name,
         selection,
+        def.copy != "done",
     )
     .await?;
     refuse_shared_capture(catalog, def, &tables)?;

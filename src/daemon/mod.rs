@@ -5,8 +5,8 @@
 //! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
 //! dropped mid-transaction) and the daemon exits 0.
 
-mod initial_copy;
 pub mod session;
+mod setup;
 mod sync_task;
 
 use std::collections::HashMap;

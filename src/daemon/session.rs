@@ -89,6 +89,7 @@ impl Session {
             &o.client,
             &o.db,
             &Selection::Listed(tables.to_vec()),
+            false,
         )
         .await?;
         let mut captured = Vec::new();

@@ -7,16 +7,13 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{info, warn};
 
-use super::initial_copy::CopyJob;
 use super::session::Session;
+use super::setup::Setup;
 use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
-use crate::engine::batch::current_snapshot;
 use crate::engine::clock::offset_ms;
 use crate::engine::conflict::BadStrategy;
 use crate::engine::round::pending;
-use crate::engine::{
-    run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy, TablePlan,
-};
+use crate::engine::{run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy};
 use crate::pg::error::render;
 use crate::pg::introspect::TableName;
 use crate::pg::DbSpec;
@@ -96,6 +93,16 @@ impl SyncTask {
             strategy,
         };
         let mut positions = loaded.positions.clone();
+        let setup = Setup {
+            catalog: &self.catalog,
+            sync: name,
+            specs: &loaded.specs,
+            sources: loaded.sources,
+            stop: &self.stop,
+            copy_jobs: self.copy_jobs,
+            copy_chunk_rows: self.copy_chunk_rows,
+        };
+        let copy = setup.before_connect(&def.copy).await?;
         let mut session = Session::open(
             [&loaded.specs[0], &loaded.specs[1]],
             loaded.sources,
@@ -104,7 +111,7 @@ impl SyncTask {
         .await
         .map_err(|e| (render(&e), e.is_transient()))?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
-        if def.copy != "done" && !self.initial_copy(name, &def, &loaded, &session).await? {
+        if copy != "done" && !setup.after_connect(&copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
         }
         let n = name.to_string();
@@ -177,73 +184,6 @@ impl SyncTask {
                 return Ok(());
             }
         }
-    }
-
-    /// Records the sources' positions (first time), then copies every table from the
-    /// first source to the other database; `Ok(false)` when stopped before the end.
-    async fn initial_copy(
-        &self,
-        name: &str,
-        def: &SyncDef,
-        loaded: &Loaded,
-        session: &Session,
-    ) -> Result<bool, (String, bool)> {
-        let n = name.to_string();
-        if def.copy == "pending" {
-            let mut positions = Vec::new();
-            for side in session.sides.iter().filter(|s| s.source) {
-                let snapshot = current_snapshot(&side.client, &side.db, None)
-                    .await
-                    .map_err(|e| (render(&e), e.is_transient()))?;
-                positions.push((side.db.clone(), snapshot));
-            }
-            let n = n.clone();
-            self.catalog
-                .call(move |c| {
-                    for (db, s) in &positions {
-                        c.set_position(&n, db, s)?;
-                    }
-                    c.set_copy_state(&n, "copying")
-                })
-                .await
-                .map_err(|e| (render(&e), true))?;
-        }
-        let _ = self
-            .catalog
-            .call({
-                let n = n.clone();
-                move |c| c.set_state(&n, "copying", None)
-            })
-            .await;
-        let first = if loaded.sources[0] { 0 } else { 1 };
-        let sync = n.clone();
-        let tables = self
-            .catalog
-            .call(move |c| c.relations(&sync))
-            .await
-            .map_err(|e| (render(&e), true))?
-            .iter()
-            .map(|t| TablePlan::new(t, "", Vec::new()))
-            .collect();
-        let job = CopyJob {
-            catalog: self.catalog.clone(),
-            sync: n.clone(),
-            from: loaded.specs[first].clone(),
-            to: loaded.specs[1 - first].clone(),
-            tables,
-            jobs: self.copy_jobs,
-            chunk_rows: self.copy_chunk_rows,
-            stop: self.stop.clone(),
-        };
-        if !job.run().await? {
-            return Ok(false);
-        }
-        self.catalog
-            .call(move |c| c.set_copy_state(&n, "done"))
-            .await
-            .map_err(|e| (render(&e), true))?;
-        info!(sync = %name, "initial copy done");
-        Ok(true)
     }
 
     /// Pending rows per direction and the clock offset after a round.

@@ -108,6 +108,15 @@ fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Erro
     }
 }
 
+/// The password of `spec`, for a client program run on its behalf (`pg_dump`).
+pub fn password(spec: &DbSpec) -> Result<Option<Vec<u8>>, DbError> {
+    let config = spec.config().map_err(|e| DbError::Settings {
+        db: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    resolve_password(spec, &config)
+}
+
 /// The password from `password_env`, `password_file`, or the pgpass file, in that order.
 fn resolve_password(spec: &DbSpec, config: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, DbError> {
     let settings = |message: String| DbError::Settings {

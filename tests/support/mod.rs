@@ -31,6 +31,11 @@ impl Pair {
 
     /// Like [`Pair::new`], with extra lines for the belt config file.
     pub async fn with_config(schema: &str, extra_config: &str) -> Pair {
+        Pair::with_schemas(schema, schema, extra_config).await
+    }
+
+    /// A pair whose source and target start with different schemas.
+    pub async fn with_schemas(src_schema: &str, dst_schema: &str, extra_config: &str) -> Pair {
         let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
         let dir = std::env::temp_dir().join(format!("belt-test-{}-{}", std::process::id(), cluster.port()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -42,7 +47,7 @@ impl Pair {
         .unwrap();
         let pair = Pair { cluster, dir, config };
         let admin = pair.connect("postgres").await;
-        for db in [SRC, DST] {
+        for (db, schema) in [(SRC, src_schema), (DST, dst_schema)] {
             admin
                 .batch_execute(&format!("create database {db}"))
                 .await

@@ -1,0 +1,155 @@
+//! Schema copy: pgbelt's and Bucardo's users run `pg_dump --schema-only | psql` by
+//! hand and read past its errors; belt applies the source's schema itself and stops
+//! at the first failing statement, naming it.
+//!
+//! Before the copy, in one transaction (all or nothing): types, functions, tables,
+//! sequences, defaults, primary keys and unique constraints — apply and copy work by
+//! key. After the copy: indexes, triggers and foreign keys. Foreign keys are created
+//! `NOT VALID`: rows arrive table by table and chunk by chunk, so a moment's mismatch
+//! between two tables must not fail the setup; they are enforced for the application
+//! from then on and can be validated once the databases are in step (at cutover).
+
+pub mod dump;
+
+use tokio_postgres::Client;
+
+use crate::pg::introspect::{describe_table, TableInfo, TableName};
+use crate::pg::{DbError, DbSpec};
+use dump::{dump_schema, Entry};
+
+/// A schema copy that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("pg_dump not found: install the PostgreSQL client of the source's major version (Debian: apt-get install -y postgresql-client) or set BELT_PG_BIN")]
+    NoPgDump,
+    #[error("pg_dump of database '{db}' failed: {message}")]
+    Dump { db: String, message: String },
+    #[error("schema copy to database '{db}' stopped at {kind} {name}: {statement}")]
+    Apply {
+        db: String,
+        kind: String,
+        name: String,
+        statement: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database '{db}' has some of the sync's tables ({present}) but not others ({missing}); create the missing ones by hand or drop the present ones, then set the sync up again")]
+    Partial {
+        db: String,
+        present: String,
+        missing: String,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl SchemaError {
+    /// Whether trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SchemaError::Db(e) if e.is_transient())
+    }
+}
+
+/// Whether the target needs the source's schema: `true` when none of `tables` exist
+/// there, `false` when all do; an error naming both lists when only some do.
+pub async fn target_needs_schema(dst: &Client, db: &str, tables: &[TableInfo]) -> Result<bool, SchemaError> {
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for t in tables {
+        let name = TableName {
+            schema: t.schema.clone(),
+            name: t.name.clone(),
+        };
+        match describe_table(dst, db, &name).await? {
+            Some(_) => present.push(t.display_name()),
+            None => missing.push(t.display_name()),
+        }
+    }
+    match (present.is_empty(), missing.is_empty()) {
+        (true, _) => Ok(!missing.is_empty()),
+        (false, true) => Ok(false),
+        (false, false) => Err(SchemaError::Partial {
+            db: db.to_string(),
+            present: present.join(", "),
+            missing: missing.join(", "),
+        }),
+    }
+}
+
+async fn read_dump(src: &DbSpec) -> Result<dump::Dump, SchemaError> {
+    let password = crate::pg::connect::password(src)?;
+    let spec = src.clone();
+    tokio::task::spawn_blocking(move || dump_schema(&spec, password))
+        .await
+        .map_err(|e| SchemaError::Dump {
+            db: src.name.clone(),
+            message: e.to_string(),
+        })?
+}
+
+fn apply_error(db: &str, e: &Entry, source: tokio_postgres::Error) -> SchemaError {
+    SchemaError::Apply {
+        db: db.to_string(),
+        kind: e.kind.clone(),
+        name: e.name.clone(),
+        statement: e.sql.clone(),
+        source,
+    }
+}
+
+/// Creates the source's schema on the target, but for what is built after the copy.
+/// Returns how many objects it created.
+pub async fn copy_before(src: &DbSpec, dst: &mut Client, dst_db: &str) -> Result<usize, SchemaError> {
+    let dump = read_dump(src).await?;
+    let tx = dst
+        .transaction()
+        .await
+        .map_err(|e| DbError::query(dst_db, "begin schema copy", e))?;
+    tx.batch_execute(&dump.preamble)
+        .await
+        .map_err(|e| DbError::query(dst_db, "set up the schema copy session", e))?;
+    let mut created = 0;
+    for e in dump
+        .entries
+        .iter()
+        .filter(|e| !e.is_post_copy() && !e.is_belt_capture())
+    {
+        tx.batch_execute(&e.sql)
+            .await
+            .map_err(|source| apply_error(dst_db, e, source))?;
+        created += 1;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(dst_db, "commit schema copy", e))?;
+    Ok(created)
+}
+
+/// Builds the indexes, triggers and (NOT VALID) foreign keys after the copy. Objects
+/// that already exist (a restart midway) are skipped. Returns how many it created.
+pub async fn copy_after(src: &DbSpec, dst: &Client, dst_db: &str) -> Result<usize, SchemaError> {
+    let dump = read_dump(src).await?;
+    dst.batch_execute(&dump.preamble)
+        .await
+        .map_err(|e| DbError::query(dst_db, "set up the schema copy session", e))?;
+    let mut created = 0;
+    for e in dump
+        .entries
+        .iter()
+        .filter(|e| e.is_post_copy() && !e.is_belt_capture())
+    {
+        let sql = if e.kind == "FK CONSTRAINT" {
+            format!("{} NOT VALID;", e.sql.trim_end_matches(';'))
+        } else {
+            e.sql.clone()
+        };
+        match dst.batch_execute(&sql).await {
+            Ok(()) => created += 1,
+            Err(err) if matches!(err.code().map(|c| c.code()), Some("42P07" | "42710")) => {}
+            Err(err) => return Err(apply_error(dst_db, e, err)),
+        }
+    }
+    dst.batch_execute("set search_path = pg_catalog, pg_temp")
+        .await
+        .map_err(|e| DbError::query(dst_db, "reset search_path", e))?;
+    Ok(created)
+}
