@@ -16,7 +16,7 @@ pub enum TableError {
     Db(#[from] DbError),
     #[error("table {table} not found in database '{db}'; check the name (schema.table) with \\dt in psql")]
     Unknown { db: String, table: String },
-    #[error("table {table} exists in '{src}' but not in '{dst}'; let belt copy the schema (a target without any of the tables, and no --no-copy), or create it on the target first (pg_dump --schema-only -d SOURCE | psql -d TARGET)")]
+    #[error("table {table} exists in '{src}' but not in '{dst}'; let belt copy the schema into an empty target database (no --no-copy), or create it on the target first (pg_dump --schema-only -d SOURCE | psql -d TARGET)")]
     MissingOnTarget { src: String, dst: String, table: String },
     #[error("table {table} differs between '{src}' and '{dst}': {differences}; make the target's columns match the source's")]
     Mismatch {
@@ -39,8 +39,8 @@ pub enum Selection {
 /// Resolves `selection` on the source and checks each table against the target.
 /// Tables without a key are returned with `key: None`: reported, not captured.
 ///
-/// With `schema_copy`, a target without any of the tables is accepted: the daemon
-/// copies the schema there first. A target with only some of them never is.
+/// With `schema_copy`, a target database without any table is accepted: the daemon
+/// copies the source's schema there first.
 pub async fn resolve(
     src: &Client,
     src_db: &str,
@@ -90,7 +90,7 @@ pub async fn resolve(
         tables.push(table);
     }
     if let Some(first) = missing.first() {
-        if !schema_copy || missing.len() < tables.len() {
+        if !schema_copy || !list_tables(dst, dst_db, None).await?.is_empty() {
             return Err(TableError::MissingOnTarget {
                 src: src_db.to_string(),
                 dst: dst_db.to_string(),

@@ -60,19 +60,13 @@ impl Setup<'_> {
             .map_err(|e| fail(e, true))
     }
 
-    /// Before the sync's sessions open: copies the schema when the target has none of
-    /// the tables. Returns the copy state to go on from.
+    /// Before the sync's sessions open: copies the schema when the target database has
+    /// no tables. Returns the copy state to go on from.
     pub async fn before_connect(&self, copy: &str) -> Result<String, Failure> {
         if copy != "pending" && copy != "schema" {
             return Ok(copy.to_string());
         }
         let (from, to) = self.ends();
-        let sync = self.sync.to_string();
-        let tables = self
-            .catalog
-            .call(move |c| c.relations(&sync))
-            .await
-            .map_err(|e| fail(e, true))?;
         let mut dst = connect(to).await.map_err(|e| {
             let t = e.is_transient();
             fail(e, t)
@@ -81,7 +75,7 @@ impl Setup<'_> {
             let t = e.is_transient();
             fail(e, t)
         };
-        if !schema::target_needs_schema(&dst, &to.name, &tables)
+        if !schema::target_is_empty(&dst, &to.name)
             .await
             .map_err(schema_failure)?
         {

@@ -1,6 +1,7 @@
 //! Schema copy: pgbelt's and Bucardo's users run `pg_dump --schema-only | psql` by
-//! hand and read past its errors; belt applies the source's schema itself and stops
-//! at the first failing statement, naming it.
+//! hand and read past its errors; belt applies the source's schema itself, to a
+//! target database without tables, and stops at the first failing statement, naming
+//! it. A target that already has the tables is used as it is when they match.
 //!
 //! Before the copy, in one transaction (all or nothing): types, functions, tables,
 //! sequences, defaults, primary keys and unique constraints — apply and copy work by
@@ -13,7 +14,7 @@ pub mod dump;
 
 use tokio_postgres::Client;
 
-use crate::pg::introspect::{describe_table, TableInfo, TableName};
+use crate::pg::introspect::list_tables;
 use crate::pg::{DbError, DbSpec};
 use dump::{dump_schema, Entry};
 
@@ -50,29 +51,11 @@ impl SchemaError {
     }
 }
 
-/// Whether the target needs the source's schema: `true` when none of `tables` exist
-/// there, `false` when all do; an error naming both lists when only some do.
-pub async fn target_needs_schema(dst: &Client, db: &str, tables: &[TableInfo]) -> Result<bool, SchemaError> {
-    let (mut present, mut missing) = (Vec::new(), Vec::new());
-    for t in tables {
-        let name = TableName {
-            schema: t.schema.clone(),
-            name: t.name.clone(),
-        };
-        match describe_table(dst, db, &name).await? {
-            Some(_) => present.push(t.display_name()),
-            None => missing.push(t.display_name()),
-        }
-    }
-    match (present.is_empty(), missing.is_empty()) {
-        (true, _) => Ok(!missing.is_empty()),
-        (false, true) => Ok(false),
-        (false, false) => Err(SchemaError::Partial {
-            db: db.to_string(),
-            present: present.join(", "),
-            missing: missing.join(", "),
-        }),
-    }
+/// Whether the target database has no user tables at all: only then does belt copy
+/// the source's schema there (the dump is the whole database's schema; into a
+/// database that has tables of its own it would collide).
+pub async fn target_is_empty(dst: &Client, db: &str) -> Result<bool, SchemaError> {
+    Ok(list_tables(dst, db, None).await?.is_empty())
 }
 
 async fn read_dump(src: &DbSpec) -> Result<dump::Dump, SchemaError> {
