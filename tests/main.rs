@@ -13,3 +13,4 @@ mod daemon;
 mod multimaster;
 mod operator;
 mod roundtrip;
+mod setup;

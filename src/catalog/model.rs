@@ -125,3 +125,28 @@ pub struct ParkedRecord {
     #[serde(flatten)]
     pub parked: crate::engine::park::Parked,
 }
+
+impl SyncStatus {
+    /// Where the sync stands, in an operator's words: `waiting for the daemon`,
+    /// `schema`, `copying 45%`, `building indexes`, `catching up`, `replicating`,
+    /// `paused`, `retrying`, `failed`, `stopped`.
+    pub fn phase(&self) -> String {
+        match self.state.as_str() {
+            "new" | "starting" => "waiting for the daemon".into(),
+            "copying" => match self.copy_total {
+                0 => "copying".into(),
+                total => format!("copying {}%", (self.copy_rows * 100 / total).min(100)),
+            },
+            "indexing" => "building indexes".into(),
+            "replicating" if self.pending_rows > 0 && self.copy_total > 0 && self.rounds < 2 => {
+                "catching up".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether the sync is set up and replicating.
+    pub fn is_replicating(&self) -> bool {
+        self.state == "replicating"
+    }
+}

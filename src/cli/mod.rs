@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod output;
 mod parked;
+mod setup;
 mod sync;
 mod watch;
 
@@ -63,6 +64,9 @@ pub enum Command {
     Conflicts(watch::ConflictsArgs),
     /// Re-queue the parked keys of a sync (rows that could not be applied).
     Retry { name: String },
+    /// Set up a sync or a group: schema, capture, copy, indexes, catch-up (done by
+    /// belt-syncd); with --wait, follow it with progress bars.
+    Setup(setup::SetupArgs),
     /// Run the whole story on two throwaway local clusters.
     Demo(demo::DemoArgs),
 }
@@ -159,7 +163,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             what: ListCommand::Tables { sync, json },
         } => sync::list_tables(&catalog, &sync, json),
         Command::Kick(args) => watch::kick(&mut catalog, args).await,
-        Command::Status(args) => watch::status(&catalog, args),
+        Command::Status(args) => watch::status(&catalog, args).await,
         Command::Pause { name } => sync::set_paused(&mut catalog, &name, true),
         Command::Resume { name } => sync::set_paused(&mut catalog, &name, false),
         Command::Remove(RemoveCommand::Sync { name }) => sync::remove(&mut catalog, &name),
@@ -167,6 +171,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Update(UpdateCommand::Sync(args)) => sync::update(&mut catalog, args).await,
         Command::Conflicts(args) => watch::conflicts(&catalog, args),
         Command::Retry { name } => parked::retry(&mut catalog, &name).await,
+        Command::Setup(args) => setup::setup(&mut catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),

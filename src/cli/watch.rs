@@ -28,10 +28,13 @@ pub struct KickArgs {
 /// Arguments of `beltctl status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// A sync; every sync when left out.
+    /// A sync or a group; every sync when left out.
     pub name: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Keep drawing progress until interrupted.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 /// Requests a round; with `--wait`, waits for it and reports its outcome.
@@ -73,22 +76,34 @@ pub async fn kick(catalog: &mut Catalog, args: KickArgs) -> Result<ExitCode, Cli
 #[derive(Serialize)]
 struct StatusRow {
     sync: String,
+    phase: String,
     #[serde(flatten)]
     status: SyncStatus,
 }
 
-/// Prints the status of one sync or of all.
-pub fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
+/// Prints the status of one sync, a group, or all.
+pub async fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
     let names = match &args.name {
-        Some(n) => vec![catalog.require_sync(n)?.name],
+        Some(n) => super::setup::resolve_targets(catalog, n)?,
         None => catalog.syncs()?.into_iter().map(|s| s.name).collect(),
     };
+    if args.watch {
+        return super::setup::watch(catalog, &names, None, false).await;
+    }
+    let single = args
+        .name
+        .as_ref()
+        .is_some_and(|n| names.len() == 1 && &names[0] == n);
     let mut rows = Vec::new();
     for sync in names {
         let status = catalog.status(&sync)?;
-        rows.push(StatusRow { sync, status });
+        rows.push(StatusRow {
+            sync,
+            phase: status.phase(),
+            status,
+        });
     }
-    if args.json && args.name.is_some() {
+    if args.json && single {
         println!(
             "{}",
             serde_json::to_string_pretty(&rows[0]).expect("status serializes")
@@ -100,7 +115,7 @@ pub fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError>
         &rows,
         &[
             "sync",
-            "state",
+            "phase",
             "pending",
             "lag s",
             "rounds",
@@ -111,7 +126,7 @@ pub fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError>
         |r| {
             vec![
                 r.sync.clone(),
-                r.status.state.clone(),
+                r.status.phase(),
                 r.status.pending_rows.to_string(),
                 format!("{:.1}", r.status.lag_seconds),
                 r.status.rounds.to_string(),

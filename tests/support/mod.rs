@@ -127,9 +127,14 @@ impl Pair {
         }
     }
 
-    /// Waits for a finished round that started after now.
+    /// Waits for a finished round of sync `app` that started after now.
     pub fn kick_wait(&self) {
-        self.beltctl_ok(&["kick", "app", "--wait", "--timeout", "60"]);
+        self.kick_wait_for("app");
+    }
+
+    /// Waits for a finished round of `sync` that started after now.
+    pub fn kick_wait_for(&self, sync: &str) {
+        self.beltctl_ok(&["kick", sync, "--wait", "--timeout", "60"]);
     }
 
     /// The catalog's status of sync `app` as JSON.
