@@ -14,6 +14,7 @@ pub mod copy;
 pub mod daemon;
 pub mod engine;
 pub mod local_cluster;
+pub mod migrate;
 pub mod pg;
 pub mod schema;
 pub mod tables;

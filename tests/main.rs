@@ -12,5 +12,6 @@ mod crash;
 mod daemon;
 mod multimaster;
 mod operator;
+mod precheck;
 mod roundtrip;
 mod setup;

@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod output;
 mod parked;
+mod precheck;
 mod setup;
 mod sync;
 mod watch;
@@ -64,6 +65,9 @@ pub enum Command {
     Conflicts(watch::ConflictsArgs),
     /// Re-queue the parked keys of a sync (rows that could not be applied).
     Retry { name: String },
+    /// Check everything a sync (or a group) needs on both databases; exit 1 when
+    /// something blocks it.
+    Precheck(precheck::PrecheckArgs),
     /// Set up a sync or a group: schema, capture, copy, indexes, catch-up (done by
     /// belt-syncd); with --wait, follow it with progress bars.
     Setup(setup::SetupArgs),
@@ -172,6 +176,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Conflicts(args) => watch::conflicts(&catalog, args),
         Command::Retry { name } => parked::retry(&mut catalog, &name).await,
         Command::Setup(args) => setup::setup(&mut catalog, args).await,
+        Command::Precheck(args) => precheck::run(&catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),

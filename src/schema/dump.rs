@@ -132,13 +132,14 @@ pub fn dump_schema(spec: &DbSpec, password: Option<Vec<u8>>) -> Result<Dump, Sch
     Ok(parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// A PostgreSQL client program: `BELT_PG_BIN`, `pg_config --bindir`,
-/// `/usr/lib/postgresql/*/bin` (newest first), then PATH.
+/// A PostgreSQL client program: only in `BELT_PG_BIN` when that is set, else
+/// `pg_config --bindir`, `/usr/lib/postgresql/*/bin` (newest first), then PATH.
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    let mut dirs = Vec::new();
     if let Some(dir) = std::env::var_os("BELT_PG_BIN") {
-        dirs.push(PathBuf::from(dir));
+        let program = PathBuf::from(dir).join(name);
+        return program.is_file().then_some(program);
     }
+    let mut dirs = Vec::new();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     }

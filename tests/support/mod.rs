@@ -79,10 +79,16 @@ impl Pair {
 
     /// Runs beltctl with this pair's config.
     pub fn beltctl(&self, args: &[&str]) -> Output {
+        self.beltctl_env(args, &[])
+    }
+
+    /// Runs beltctl with this pair's config and extra environment variables.
+    pub fn beltctl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_beltctl"))
             .arg("-c")
             .arg(&self.config)
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .expect("run beltctl")
     }

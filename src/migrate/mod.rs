@@ -1,0 +1,4 @@
+//! The migration workflow around replication: checks before it starts (and, with the
+//! cutover issue, the cutover and failback themselves).
+
+pub mod precheck;
