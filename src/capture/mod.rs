@@ -83,25 +83,39 @@ pub async fn install(
             .await
             .map_err(|e| DbError::query(db, "install schema belt (needs CREATE on the database)", e))?;
     }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(db, "commit capture install", e))?;
+    // One table per transaction: creating a trigger locks its table, and holding
+    // several such locks at once could deadlock with an application transaction
+    // that touches the same tables in another order. A short lock_timeout keeps a
+    // long-running application transaction from queueing everyone behind us; the
+    // install is retried later.
     let mut captured = Vec::new();
     for table in tables {
         let Some(key) = &table.key else { continue };
+        let ctx = || format!("install capture on {}", table.display_name());
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| DbError::query(db, ctx(), e))?;
+        tx.batch_execute("set local lock_timeout = '5s'")
+            .await
+            .map_err(|e| DbError::query(db, ctx(), e))?;
         let delta: String = tx
             .query_one(
                 "select belt.install_table($1, $2, $3, $4)",
                 &[&table.schema, &table.name, key, &mode.as_sql()],
             )
             .await
-            .map_err(|e| DbError::query(db, format!("install capture on {}", table.display_name()), e))?
+            .map_err(|e| DbError::query(db, ctx(), e))?
             .get(0);
+        tx.commit().await.map_err(|e| DbError::query(db, ctx(), e))?;
         captured.push(Captured {
             table: table.clone(),
             delta,
         });
     }
-    tx.commit()
-        .await
-        .map_err(|e| DbError::query(db, "commit capture install", e))?;
     Ok(captured)
 }
 

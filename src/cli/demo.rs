@@ -1,5 +1,6 @@
-//! `beltctl demo`: the whole story on two throwaway local clusters — define, start,
-//! replicate live writes, prove both sides equal — narrated step by step.
+//! `beltctl demo`: the whole story on two throwaway local clusters — precheck, setup
+//! (schema, copy while the application writes, indexes), then replication both ways
+//! under live writes on both sides, and proof that the two databases are equal.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -11,13 +12,14 @@ use super::CliError;
 use crate::catalog::{Catalog, Member, Role, SyncDef};
 use crate::config::Config;
 use crate::local_cluster::LocalCluster;
+use crate::migrate::precheck::{precheck, Level};
 use crate::pg::connect;
 use crate::tables::{self, Selection};
 
 /// Arguments of `beltctl demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How long the writer keeps writing, in seconds.
+    /// How long the applications keep writing once replication runs, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
 }
@@ -40,32 +42,51 @@ create table order_lines (
 );";
 
 const SEED: &str = "
-insert into customers (name, email) select 'customer ' || i, 'c' || i || '@example.com' from generate_series(1, 50) i;
-insert into products (name, price) select 'product ' || i, (random() * 100)::numeric(10, 2) + 1 from generate_series(1, 20) i;";
+insert into customers (name, email) select 'customer ' || i, 'c' || i || '@example.com' from generate_series(1, 500) i;
+insert into products (name, price) select 'product ' || i, (random() * 100)::numeric(10, 2) + 1 from generate_series(1, 50) i;
+insert into orders (customer_id) select 1 + i % 500 from generate_series(1, 20000) i;
+insert into order_lines select o.id, g, 1 + (o.id + g) % 50, 1 + g from orders o, generate_series(1, 3) g;
+analyze;";
+
+/// The other side's application: edits customers and prices, never inserts (two
+/// sources handing out the same serial ids would collide; see DESIGN rule 7).
+const WRITE_TARGET: &str = "
+update customers set name = 'renamed on target ' || id where id = 1 + (random() * 499)::int;
+update products set price = price - 0.01 where id = 1 + (random() * 49)::int;";
 
 const WRITE: &str = "
-with o as (insert into orders (customer_id) values (1 + (random() * 49)::int) returning id)
+with o as (insert into orders (customer_id) values (1 + (random() * 499)::int) returning id)
 insert into order_lines (order_id, line_no, product_id, qty)
-select o.id, g, 1 + (random() * 19)::int, 1 + (random() * 4)::int
+select o.id, g, 1 + (random() * 49)::int, 1 + (random() * 4)::int
   from o, generate_series(1, 1 + (random() * 2)::int) g;
-update products set price = price + 0.01 where id = 1 + (random() * 19)::int;
+update products set price = price + 0.01 where id = 1 + (random() * 49)::int;
 update orders set status = 'shipped' where id = (select max(id) - 3 from orders);
 delete from orders where id = (select min(id) from orders) and random() < 0.3;";
 
 const TABLES: [&str; 4] = ["customers", "products", "orders", "order_lines"];
 
 fn step(n: u32, text: &str) {
-    println!("[{n}/6] {text}");
+    println!("[{n}/7] {text}");
 }
 
 fn failed(what: &str) -> impl FnOnce(String) -> CliError + '_ {
     move |e| CliError::Failed(format!("demo: {what}: {e}"))
 }
 
+async fn exec(client: &Client, sql: &str, what: &str) -> Result<(), CliError> {
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| failed(what)(crate::pg::error::render(&e)))
+}
+
 /// Runs the demo; everything it creates is removed when it ends.
 pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
-    println!("belt demo: a live one-way migration between two throwaway PostgreSQL clusters\n");
-    step(1, "starting two clusters from the local PostgreSQL binaries");
+    println!("belt demo: move a live shop database to another server, both ways at once\n");
+    step(
+        1,
+        "starting two throwaway clusters from the local PostgreSQL binaries",
+    );
     let source = LocalCluster::start().map_err(|e| failed("start source cluster")(e.to_string()))?;
     let target = LocalCluster::start().map_err(|e| failed("start target cluster")(e.to_string()))?;
     println!(
@@ -76,24 +97,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
 
     step(
         2,
-        "creating the shop schema on both (customers, products, orders, order_lines with FKs)",
+        "creating the shop on the source: customers, products, 20,000 orders with lines; the target is empty",
     );
     for cluster in [&source, &target] {
         let admin = connect(&cluster.db_spec("admin", "postgres")).await?;
-        admin
-            .batch_execute("create database shop")
-            .await
-            .map_err(|e| failed("create database")(e.to_string()))?;
-        let shop = app_session(cluster).await?;
-        shop.batch_execute(SHOP)
-            .await
-            .map_err(|e| failed("create schema")(e.to_string()))?;
+        exec(&admin, "create database shop", "create database").await?;
     }
+    let writer = app_session(&source).await?;
+    exec(&writer, SHOP, "create schema").await?;
+    exec(&writer, SEED, "seed data").await?;
 
-    step(
-        3,
-        "beltctl add db src …; add db dst …; add sync shop --dbs src:source,dst:target",
-    );
+    step(3, "beltctl add db src …; add db dst …; add sync shop --dbs src:source,dst:source; beltctl precheck shop");
     let dir = std::env::temp_dir().join(format!("belt-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| failed("create work directory")(e.to_string()))?;
     let config = Config {
@@ -105,17 +119,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     catalog.add_db(&src_spec)?;
     catalog.add_db(&dst_spec)?;
     let (src, dst) = (connect(&src_spec).await?, connect(&dst_spec).await?);
-    let tables = tables::resolve(
-        &src,
-        "src",
-        &dst,
-        "dst",
-        &Selection::All {
-            schema: Some("public".into()),
-        },
-        true,
-    )
-    .await?;
+    let all = Selection::All {
+        schema: Some("public".into()),
+    };
+    let tables = tables::resolve(&src, "src", &dst, "dst", &all, true).await?;
     let def = SyncDef {
         name: "shop".into(),
         members: vec![
@@ -125,7 +132,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
             },
             Member {
                 db: "dst".into(),
-                role: Role::Target,
+                role: Role::Source,
             },
         ],
         conflict: "latest".into(),
@@ -134,62 +141,94 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         kick_seq: 0,
         copy: "pending".into(),
     };
-    catalog.add_sync(&def, &tables)?;
+    let report = precheck(&def, [&src_spec, &dst_spec], [&src, &dst], &tables).await?;
+    let count = |l: Level| report.findings.iter().filter(|f| f.level == l).count();
     println!(
-        "      {} tables, every one with a key: {}",
-        tables.len(),
-        TABLES.join(", ")
+        "      precheck: {} — {} checks ok, {} warnings, {} blockers",
+        if report.blocked() { "BLOCKED" } else { "ready" },
+        count(Level::Ok),
+        count(Level::Warning),
+        count(Level::Blocker)
     );
+    for t in &report.tables {
+        println!(
+            "      {:<12} {:<24} ~{} rows, {}",
+            t.table, t.key, t.rows_estimate, t.size
+        );
+    }
+    catalog.add_sync(&def, &tables)?;
 
-    step(
-        4,
-        "starting belt-syncd: it installs capture triggers on the source and replicates",
-    );
+    step(4, "beltctl setup shop --wait: belt-syncd copies the schema, installs capture, copies the rows while the shop keeps taking orders, then builds indexes");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async {
         let _ = stop_rx.await;
     }));
-    wait_state(&catalog, "replicating", Duration::from_secs(30)).await?;
+    let started = Instant::now();
+    let mut phase = String::new();
+    let mut orders = 0u64;
+    loop {
+        let s = catalog.status("shop")?;
+        if s.state == "failed" {
+            return Err(CliError::Failed(format!(
+                "demo: setup failed: {}",
+                s.last_error.unwrap_or_default()
+            )));
+        }
+        let now = s.phase();
+        if now != phase && !now.starts_with("copying")
+            || (now.starts_with("copying") && !phase.starts_with("copying"))
+        {
+            println!("      {:>5.1}s  {now}", started.elapsed().as_secs_f64());
+            phase = now;
+        }
+        if s.is_replicating() {
+            println!(
+                "      {:>5.1}s  replicating; {} rows copied, {orders} orders placed meanwhile",
+                started.elapsed().as_secs_f64(),
+                s.copy_rows
+            );
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(CliError::Failed("demo: setup did not finish within 120s".into()));
+        }
+        exec(&writer, WRITE, "write").await?;
+        orders += 1;
+    }
 
     step(
         5,
         &format!(
-            "an application writes to the source for {}s: orders, lines, price changes, deletes",
+            "both applications write for {}s: orders on the source, edits on both sides",
             args.seconds
         ),
     );
-    let writer = app_session(&source).await?;
-    writer
-        .batch_execute(SEED)
-        .await
-        .map_err(|e| failed("seed data")(e.to_string()))?;
+    let other = app_session(&target).await?;
     let started = Instant::now();
     let mut next_report = Duration::from_secs(1);
-    let mut statements = 0u64;
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        writer
-            .batch_execute(WRITE)
-            .await
-            .map_err(|e| failed("write")(e.to_string()))?;
-        statements += 1;
+        exec(&writer, WRITE, "write on the source").await?;
+        exec(&other, WRITE_TARGET, "write on the target").await?;
         if started.elapsed() >= next_report {
             let s = catalog.status("shop")?;
+            let lag: Vec<String> = s
+                .directions
+                .iter()
+                .map(|d| format!("{} → {} lag {:.2}s", d.from, d.to, d.lag_seconds))
+                .collect();
             println!(
-                "      t={:>2}s  transactions {statements:>5}  applied rows {:>6}  pending {:>4}  lag {:.2}s",
+                "      t={:>2}s  rows applied {:>6}  conflicts {:>3}  {}",
                 next_report.as_secs(),
                 s.rows_applied,
-                s.pending_rows,
-                s.lag_seconds
+                s.conflicts,
+                lag.join(", ")
             );
             next_report += Duration::from_secs(1);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    step(
-        6,
-        "writer stopped; waiting for the last round, then comparing both sides",
-    );
+    step(6, "applications stopped; waiting for the last round");
     let kick = catalog.kick("shop")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while catalog.status("shop")?.kick_done < kick || catalog.status("shop")?.pending_rows > 0 {
@@ -200,10 +239,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let target_app = app_session(&target).await?;
+
+    step(7, "comparing every table on both sides");
     let mut equal = true;
     for t in TABLES {
-        let (a, b) = (fingerprint(&writer, t).await?, fingerprint(&target_app, t).await?);
+        let (a, b) = (fingerprint(&writer, t).await?, fingerprint(&other, t).await?);
         let mark = if a == b { "equal" } else { "DIFFERENT" };
         equal &= a == b;
         println!(
@@ -211,13 +251,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
             a.0, b.0
         );
     }
+    let conflicts = catalog.status("shop")?.conflicts;
     let _ = stop_tx.send(());
     let _ = daemon.await;
     let _ = std::fs::remove_dir_all(&dir);
     if !equal {
         return Err(CliError::Failed("demo: the databases differ".into()));
     }
-    println!("\ndone: every write reached the target. Clusters and catalog removed.");
+    println!("\ndone: every write reached the other side; {conflicts} keys written on both sides went to the later write. Clusters and catalog removed.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -228,24 +269,6 @@ async fn app_session(cluster: &LocalCluster) -> Result<Client, CliError> {
         .await
         .map_err(|e| failed("set search_path")(e.to_string()))?;
     Ok(client)
-}
-
-async fn wait_state(catalog: &Catalog, state: &str, limit: Duration) -> Result<(), CliError> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let s = catalog.status("shop")?;
-        if s.state == state {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let error = s.last_error.unwrap_or_default();
-            return Err(CliError::Failed(format!(
-                "demo: sync is '{}' after {limit:?}: {error}",
-                s.state
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn fingerprint(client: &Client, table: &str) -> Result<(i64, String), CliError> {

@@ -4,10 +4,11 @@
 //! source side summarizes its changed keys in the range (key, newest `changed_at`) and
 //! streams the summary to the other side; conflicts are decided there (rule 4). Then
 //! each source side streams the *current* rows of the keys it wins into the other
-//! side's temp tables (binary COPY), and the receiver deletes its rows of those keys
-//! and inserts the fetched ones. A key whose row is gone is thereby deleted; a key
-//! update deletes the old key and writes the new one. Running the same chunk twice
-//! writes the same state, which is what makes at-least-once delivery safe.
+//! side's temp tables (binary COPY), and the receiver deletes its rows of the keys
+//! that have no row any more and upserts the fetched rows (see
+//! [`TablePlan::apply_sql`]). A key update deletes the old key and writes the new
+//! one. Running the same chunk twice writes the same state, which is what makes
+//! at-least-once delivery safe.
 //!
 //! Both sides read and write in one REPEATABLE READ transaction each; an application
 //! write to a row after our snapshot makes our write fail with a serialization error,
@@ -321,19 +322,9 @@ async fn send_winners(
         &format!("rows of {name}"),
     )
     .await?;
-    let overriding = if table.identity {
-        "overriding system value "
-    } else {
-        ""
-    };
-    to.batch_execute(&format!(
-        "delete from {t} as t using {keys_tmp} as k where {join}; \
-         insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp}",
-        t = table.table.qualified(),
-        join = table.key_join("t", "k"),
-    ))
-    .await
-    .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))?;
+    to.batch_execute(&table.apply_sql(&keys_tmp, &rows_tmp))
+        .await
+        .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))?;
     Ok((keys, rows))
 }
 

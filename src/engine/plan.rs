@@ -86,6 +86,50 @@ impl TablePlan {
         format!("pg_temp.{}", quote::ident(&format!("belt_{kind}_{}", self.delta)))
     }
 
+    /// The receiver's statements for one chunk: delete the rows whose keys changed and
+    /// have no row on the sending side any more, then insert the sent rows, updating
+    /// the ones that exist. An update in place (not delete + insert) keeps the row's
+    /// version chain, so an application's concurrent foreign-key check that waits on
+    /// the row still finds it afterwards.
+    pub fn apply_sql(&self, keys_tmp: &str, rows_tmp: &str) -> String {
+        let t = self.table.qualified();
+        let cols = quote::ident_list(&self.write_cols);
+        let overriding = if self.identity {
+            "overriding system value "
+        } else {
+            ""
+        };
+        let identity: Vec<&str> = self
+            .table
+            .columns
+            .iter()
+            .filter(|c| c.identity)
+            .map(|c| c.name.as_str())
+            .collect();
+        let set: Vec<String> = self
+            .write_cols
+            .iter()
+            .filter(|c| !self.key.contains(c) && !identity.contains(&c.as_str()))
+            .map(|c| format!("{0} = excluded.{0}", quote::ident(c)))
+            .collect();
+        let on_conflict = if set.is_empty() {
+            format!("on conflict ({}) do nothing", self.key_list())
+        } else {
+            format!(
+                "on conflict ({}) do update set {}",
+                self.key_list(),
+                set.join(", ")
+            )
+        };
+        format!(
+            "delete from {t} as t using {keys_tmp} as k where {join} \
+               and not exists (select 1 from {rows_tmp} as r where {rjoin}); \
+             insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} {on_conflict}",
+            join = self.key_join("t", "k"),
+            rjoin = self.key_join("r", "k"),
+        )
+    }
+
     /// `t."k1" = k."k1" and …`.
     pub fn key_join(&self, left: &str, right: &str) -> String {
         self.key

@@ -18,6 +18,15 @@ use super::snapshot::Snapshot;
 use super::{sequences, truncate, EngineError, Side};
 use crate::pg::DbError;
 
+/// Times a chunk that raced an application write is retried before the round fails.
+const CHUNK_RETRIES: u32 = 20;
+
+/// Whether a chunk lost a race with an application write (serialization failure or
+/// deadlock): retrying it on fresh snapshots is the fix.
+fn is_serialization_failure(error: &EngineError) -> bool {
+    matches!(error, EngineError::Db(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")))
+}
+
 /// Default number of keys applied per chunk.
 pub const DEFAULT_CHUNK_KEYS: i64 = 20_000;
 
@@ -88,6 +97,7 @@ pub async fn run_round(
     }
     for table in tables {
         let mut limit = opts.chunk_keys;
+        let mut retries = 0u32;
         loop {
             match apply_chunk(sides, table, &batches, limit, opts.strategy).await {
                 Ok(None) => break,
@@ -100,6 +110,7 @@ pub async fn run_round(
                     result.conflicts.extend(chunk.conflicts);
                     tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
                     limit = (limit * 2).min(opts.chunk_keys);
+                    retries = 0;
                     if stop() {
                         return Ok(result);
                     }
@@ -117,6 +128,13 @@ pub async fn run_round(
                                    error = %parked.error, "row parked");
                     result.parked.push(parked);
                     limit = opts.chunk_keys;
+                }
+                Err(e) if is_serialization_failure(&e.error) && retries < CHUNK_RETRIES => {
+                    // An application wrote a row of this chunk after the chunk's
+                    // snapshot: decide again on fresh snapshots, right away.
+                    retries += 1;
+                    tracing::debug!(table = %table.table.display_name(), retries, "chunk raced a write; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(retries))).await;
                 }
                 Err(e) => return Err(e.error),
             }
