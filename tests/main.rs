@@ -12,6 +12,7 @@ mod crash;
 mod daemon;
 mod multimaster;
 mod operator;
+mod plan;
 mod precheck;
 mod roundtrip;
 mod setup;

@@ -96,6 +96,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces a database definition (same name): repointing a sync's database.
+    pub fn update_db(&mut self, spec: &DbSpec) -> Result<(), CatalogError> {
+        self.require_db(&spec.name)?;
+        let file = spec.password_file.as_ref().map(|p| p.display().to_string());
+        self.conn
+            .execute(
+                "update dbs set conninfo = ?2, password_env = ?3, password_file = ?4 where name = ?1",
+                params![spec.name, spec.conninfo, spec.password_env, file],
+            )
+            .map_err(self.err("update database"))?;
+        Ok(())
+    }
+
     /// One database definition.
     pub fn db(&self, name: &str) -> Result<Option<DbSpec>, CatalogError> {
         self.conn

@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod output;
 mod parked;
+mod plan;
 mod precheck;
 mod setup;
 mod sync;
@@ -65,6 +66,8 @@ pub enum Command {
     Conflicts(watch::ConflictsArgs),
     /// Re-queue the parked keys of a sync (rows that could not be applied).
     Retry { name: String },
+    /// Declare databases and syncs from a YAML plan file; re-applying is a no-op.
+    Apply(plan::ApplyArgs),
     /// Check everything a sync (or a group) needs on both databases; exit 1 when
     /// something blocks it.
     Precheck(precheck::PrecheckArgs),
@@ -177,6 +180,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Retry { name } => parked::retry(&mut catalog, &name).await,
         Command::Setup(args) => setup::setup(&mut catalog, args).await,
         Command::Precheck(args) => precheck::run(&catalog, args).await,
+        Command::Apply(args) => plan::apply(&mut catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),
