@@ -114,14 +114,16 @@ async fn chunk_end(
     lower: Option<&str>,
     rows: i64,
 ) -> Result<Option<Vec<String>>, DbError> {
+    // The text casts stay outside the ordered subquery: `order by id` next to an
+    // output column `id::text` (also named id) would sort by the text.
     let texts = table
         .key
         .iter()
-        .map(|k| format!("{}::text", quote::ident(k)))
+        .map(|k| format!("s.{}::text", quote::ident(k)))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "select {texts} from {t} where {lower} order by {k} offset {offset} limit 1",
+        "select {texts} from (select {k} from {t} where {lower} order by {k} offset {offset} limit 1) s",
         t = table.table.qualified(),
         lower = lower.unwrap_or("true"),
         k = table.key_list(),

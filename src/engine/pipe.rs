@@ -34,7 +34,10 @@ pub async fn pipe(from: CopyEnd<'_>, to: CopyEnd<'_>, what: &str) -> Result<u64,
         .await
         .map_err(|e| DbError::query(from.db, format!("read {what}"), e))?
     {
-        sink.send(chunk)
+        // feed, not send: COPY TO sends one message per row, and flushing each one
+        // through the connection costs ten times the copy itself. The sink flushes
+        // by itself when its buffer fills, and at finish.
+        sink.feed(chunk)
             .await
             .map_err(|e| DbError::query(to.db, format!("write {what}"), e))?;
     }
