@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use belt::copy::{copy_chunk, End, DEFAULT_COPY_CHUNK_ROWS};
+use belt::copy::{copy_chunk, End, Range, DEFAULT_COPY_CHUNK_ROWS};
 use belt::engine::TablePlan;
 use belt::local_cluster::LocalCluster;
 use belt::pg::connect;
@@ -97,7 +97,10 @@ async fn belt_copy(src: &mut Client, dst: &mut Client, plan: &TablePlan) -> u64 
                 client: dst,
             },
             plan,
-            after.as_deref(),
+            Range {
+                after: after.as_deref(),
+                upper: None,
+            },
             chunk_rows,
         )
         .await

@@ -67,7 +67,8 @@ async fn the_copy_misses_no_write_made_while_it_runs() {
 
 #[tokio::test]
 async fn kill_9_during_the_copy_resumes_at_the_next_chunk() {
-    let pair = seeded("copy_chunk_rows: 20000\ncopy_jobs: 1\n").await;
+    // Two jobs: the big table is split into two key ranges copied in parallel.
+    let pair = seeded("copy_chunk_rows: 20000\ncopy_jobs: 2\n").await;
     pair.add_sync("big");
     let mut daemon = pair.start_daemon();
     wait_for(120, "some chunks to be copied", || async {
@@ -92,6 +93,14 @@ async fn kill_9_during_the_copy_resumes_at_the_next_chunk() {
         "copied {after} rows in all: the copy started over"
     );
     assert_eq!(count(&pair.dst().await, "big").await, 500_000);
+    let catalog = belt::catalog::Catalog::open(&pair.dir.join("belt.db")).unwrap();
+    let parts = catalog.copy_parts("app", "public", "big").unwrap();
+    assert_eq!(
+        parts.len(),
+        2,
+        "the big table is copied as two key ranges: {parts:?}"
+    );
+    assert!(parts.iter().all(|p| p.done), "{parts:?}");
 }
 
 const SHOP: &str = "

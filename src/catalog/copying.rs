@@ -1,23 +1,34 @@
-//! Checkpoints of the initial copy: per table, the last key of the last finished chunk.
+//! Checkpoints of the initial copy: per table part, the last key of the last
+//! finished chunk, so that a restarted daemon resumes at the next chunk.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::{Catalog, CatalogError};
 
-/// Copy state of one table.
+/// Copy state of one part (a key range) of a table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CopyProgress {
-    pub schema: String,
-    pub table: String,
-    /// Where the next chunk starts; `None` before the first chunk.
+pub struct CopyPart {
+    pub part: i64,
+    /// Where the next chunk starts (exclusive); `None`: at the table's first key.
     pub last_key: Option<Vec<String>>,
+    /// The part's last key (inclusive); `None`: to the table's end.
+    pub upper_key: Option<Vec<String>>,
     pub rows: i64,
     pub total: i64,
     pub done: bool,
 }
 
+fn key_json(key: Option<&[String]>) -> Option<String> {
+    key.map(|k| serde_json::to_string(k).expect("key serializes"))
+}
+
+fn json_key(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|k| serde_json::from_str(&k).ok())
+}
+
 impl Catalog {
-    /// Sets a sync's copy state: `pending`, `copying` or `done`.
+    /// Sets a sync's copy state: `pending`, `schema`, `copying`, `copying-schema`,
+    /// `indexing` or `done`.
     pub fn set_copy_state(&mut self, sync: &str, state: &str) -> Result<(), CatalogError> {
         self.conn
             .execute("update syncs set copy = ?2 where name = ?1", params![sync, state])
@@ -25,68 +36,77 @@ impl Catalog {
         Ok(())
     }
 
-    /// The copy state of one table, if its copy has started.
-    pub fn copy_progress(
-        &self,
-        sync: &str,
-        schema: &str,
-        table: &str,
-    ) -> Result<Option<CopyProgress>, CatalogError> {
-        self.conn
-            .query_row(
-                "select last_key, rows, total, done from copy_progress \
-                 where sync = ?1 and schema_name = ?2 and table_name = ?3",
-                params![sync, schema, table],
-                |r| {
-                    Ok(CopyProgress {
-                        schema: schema.to_string(),
-                        table: table.to_string(),
-                        last_key: r
-                            .get::<_, Option<String>>(0)?
-                            .and_then(|k| serde_json::from_str(&k).ok()),
-                        rows: r.get(1)?,
-                        total: r.get(2)?,
-                        done: r.get(3)?,
-                    })
-                },
+    /// The parts of a table's copy, once it has been planned.
+    pub fn copy_parts(&self, sync: &str, schema: &str, table: &str) -> Result<Vec<CopyPart>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "select part, last_key, upper_key, rows, total, done from copy_progress \
+                 where sync = ?1 and schema_name = ?2 and table_name = ?3 order by part",
             )
-            .optional()
+            .map_err(self.err("read copy progress"))?;
+        let rows = stmt
+            .query_map(params![sync, schema, table], |r| {
+                Ok(CopyPart {
+                    part: r.get(0)?,
+                    last_key: json_key(r.get(1)?),
+                    upper_key: json_key(r.get(2)?),
+                    rows: r.get(3)?,
+                    total: r.get(4)?,
+                    done: r.get(5)?,
+                })
+            })
+            .map_err(self.err("read copy progress"))?;
+        rows.collect::<Result<_, _>>()
             .map_err(self.err("read copy progress"))
     }
 
-    /// Starts tracking the copy of a table with its estimated size.
-    pub fn start_table_copy(
+    /// Records the plan of a table's copy: its parts, each with its key range and
+    /// estimated rows. Does nothing when the table has a plan already.
+    pub fn plan_table_copy(
         &mut self,
         sync: &str,
         schema: &str,
         table: &str,
-        total: i64,
+        parts: &[CopyPart],
     ) -> Result<(), CatalogError> {
-        self.conn
-            .execute(
-                "insert into copy_progress (sync, schema_name, table_name, total) values (?1, ?2, ?3, ?4) \
-                 on conflict do nothing",
-                params![sync, schema, table, total],
-            )
-            .map_err(self.err("start copy progress"))?;
+        for p in parts {
+            self.conn
+                .execute(
+                    "insert into copy_progress (sync, schema_name, table_name, part, last_key, upper_key, total) \
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7) on conflict do nothing",
+                    params![
+                        sync,
+                        schema,
+                        table,
+                        p.part,
+                        key_json(p.last_key.as_deref()),
+                        key_json(p.upper_key.as_deref()),
+                        p.total
+                    ],
+                )
+                .map_err(self.err("plan copy"))?;
+        }
         Ok(())
     }
 
-    /// Records a finished chunk.
+    /// Records a finished chunk of a part.
+    #[allow(clippy::too_many_arguments)]
     pub fn checkpoint_copy(
         &mut self,
         sync: &str,
         schema: &str,
         table: &str,
+        part: i64,
         last_key: Option<&[String]>,
         rows: u64,
+        done: bool,
     ) -> Result<(), CatalogError> {
-        let key = last_key.map(|k| serde_json::to_string(k).expect("key serializes"));
         self.conn
             .execute(
-                "update copy_progress set last_key = ?4, rows = rows + ?5, done = (?4 is null) \
-                 where sync = ?1 and schema_name = ?2 and table_name = ?3",
-                params![sync, schema, table, key, rows as i64],
+                "update copy_progress set last_key = ?5, rows = rows + ?6, done = ?7 \
+                 where sync = ?1 and schema_name = ?2 and table_name = ?3 and part = ?4",
+                params![sync, schema, table, part, key_json(last_key), rows as i64, done],
             )
             .map_err(self.err("checkpoint copy"))?;
         Ok(())

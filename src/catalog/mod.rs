@@ -12,7 +12,7 @@ mod status;
 mod store;
 
 pub use actor::CatalogHandle;
-pub use copying::CopyProgress;
+pub use copying::CopyPart;
 pub use model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
 pub use records::CONFLICTS_KEPT;
 pub use status::RoundRecord;

@@ -35,14 +35,17 @@ create index parked_by_sync on parked (sync, id);
 -- Initial copy (rule 6): 'pending' until the daemon starts it, 'copying', then 'done'.
 alter table syncs add column copy text not null default 'done';
 
--- One row per table of a sync being copied: the last key of the last finished chunk.
+-- One row per part of a table being copied (large integer-keyed tables are split into
+-- key ranges copied in parallel): the last key of the part's last finished chunk.
 create table copy_progress (
     sync text not null references syncs(name) on delete cascade,
     schema_name text not null,
     table_name text not null,
+    part integer not null default 0,
     last_key text,
+    upper_key text,
     rows integer not null default 0,
     total integer not null default 0,
     done integer not null default 0,
-    primary key (sync, schema_name, table_name)
+    primary key (sync, schema_name, table_name, part)
 );

@@ -32,12 +32,21 @@ pub struct End<'a> {
     pub client: &'a mut Client,
 }
 
-/// Copies the chunk of `table` after `after` (from the start when `None`).
+/// A key range of a table: after `after` (exclusive; from the first key when
+/// `None`) up to `upper` (inclusive; to the last key when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Range<'a> {
+    pub after: Option<&'a [String]>,
+    pub upper: Option<&'a [String]>,
+}
+
+/// Copies the next chunk of at most `rows` rows of `range`; `last_key` is `None`
+/// when that finished the range.
 pub async fn copy_chunk(
     from: End<'_>,
     to: End<'_>,
     table: &TablePlan,
-    after: Option<&[String]>,
+    range: Range<'_>,
     rows: i64,
 ) -> Result<Copied, DbError> {
     let name = table.table.display_name();
@@ -61,18 +70,24 @@ pub async fn copy_chunk(
             .map_err(|e| DbError::query(to.db, format!("empty {name} before copying it whole"), e))?;
         (None, "true".to_string())
     } else {
-        let lower = after.map(|a| format!("({}) > ({})", table.key_list(), table.key_values(a)));
-        let hi = chunk_end(stx.client(), from.db, table, lower.as_deref(), rows).await?;
-        let upper = hi.as_ref().map(|h| table.key_at_most(h));
-        let range = [lower, upper]
+        let lower = range
+            .after
+            .map(|a| format!("({}) > ({})", table.key_list(), table.key_values(a)));
+        let upper = range.upper.map(|u| table.key_at_most(u));
+        let bounds = [lower, upper]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join(" and ");
-        let range = if range.is_empty() {
+        let bounds = if bounds.is_empty() {
             "true".to_string()
         } else {
-            range
+            bounds
+        };
+        let hi = chunk_end(stx.client(), from.db, table, &bounds, rows).await?;
+        let range = match &hi {
+            Some(h) => format!("{bounds} and {}", table.key_at_most(h)),
+            None => bounds,
         };
         dtx.batch_execute(&format!("delete from {t} where {range}"))
             .await
@@ -106,12 +121,12 @@ pub async fn copy_chunk(
     })
 }
 
-/// The key `rows` rows after `lower` in key order, as text; `None` when fewer remain.
+/// The key `rows` rows into `bounds` in key order, as text; `None` when fewer remain.
 async fn chunk_end(
     client: &Client,
     db: &str,
     table: &TablePlan,
-    lower: Option<&str>,
+    bounds: &str,
     rows: i64,
 ) -> Result<Option<Vec<String>>, DbError> {
     // The text casts stay outside the ordered subquery: `order by id` next to an
@@ -123,9 +138,8 @@ async fn chunk_end(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "select {texts} from (select {k} from {t} where {lower} order by {k} offset {offset} limit 1) s",
+        "select {texts} from (select {k} from {t} where {bounds} order by {k} offset {offset} limit 1) s",
         t = table.table.qualified(),
-        lower = lower.unwrap_or("true"),
         k = table.key_list(),
         offset = rows.max(1) - 1,
     );
@@ -150,4 +164,47 @@ pub async fn estimate_rows(client: &Client, db: &str, table: &TablePlan) -> Resu
         .await
         .map_err(|e| DbError::query(db, format!("estimate rows of {}", table.table.display_name()), e))?;
     Ok(row.get(0))
+}
+
+/// Keys that cut a large table into `parts` ranges of about equal key span, for
+/// copying them in parallel. Only single-column integer keys are cut (their span
+/// is arithmetic); any other table is copied as one range.
+pub async fn split_points(
+    client: &Client,
+    db: &str,
+    table: &TablePlan,
+    parts: usize,
+) -> Result<Vec<Vec<String>>, DbError> {
+    let integer =
+        matches!(table.key_types.as_slice(), [t] if matches!(t.as_str(), "smallint" | "integer" | "bigint"));
+    if !integer || parts < 2 {
+        return Ok(Vec::new());
+    }
+    let k = quote::ident(&table.key[0]);
+    let row = client
+        .query_one(
+            &format!(
+                "select min({k})::int8, max({k})::int8 from {}",
+                table.table.qualified()
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                db,
+                format!("find the key span of {}", table.table.display_name()),
+                e,
+            )
+        })?;
+    let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) else {
+        return Ok(Vec::new());
+    };
+    let span = (hi as i128 - lo as i128) / parts as i128;
+    if span < 1 {
+        return Ok(Vec::new());
+    }
+    Ok((1..parts as i128)
+        .map(|i| vec![(lo as i128 + span * i).to_string()])
+        .collect())
 }

@@ -5,6 +5,7 @@
 //! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
 //! dropped mid-transaction) and the daemon exits 0.
 
+mod copy_job;
 pub mod session;
 mod setup;
 mod sync_task;
