@@ -14,6 +14,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7543";
 pub const DEFAULT_CATALOG: &str = "belt.db";
 /// Default clock offset bound: conflicts closer together than this may go either way.
 pub const DEFAULT_MAX_CLOCK_OFFSET_MS: f64 = 500.0;
+/// Default number of syncs set up at once.
+pub const DEFAULT_SETUP_JOBS: usize = 4;
 /// Default number of tables copied at once.
 pub const DEFAULT_COPY_JOBS: usize = 2;
 /// Default interval of the timer that covers a lost notification.
@@ -49,9 +51,12 @@ pub struct Config {
     /// Clock offset between a sync's databases above which each round warns, in ms.
     #[serde(default = "default_max_clock_offset_ms")]
     pub max_clock_offset_ms: f64,
-    /// Tables copied at once during an initial copy (one connection pair each).
+    /// Tables (or parts of one) copied at once during a sync's initial copy.
     #[serde(default = "default_copy_jobs")]
     pub copy_jobs: usize,
+    /// Syncs set up (schema, copy, indexes) at once; the others wait, `queued`.
+    #[serde(default = "default_setup_jobs")]
+    pub setup_jobs: usize,
     /// Rows per checkpointed chunk of the initial copy.
     #[serde(default = "default_copy_chunk_rows")]
     pub copy_chunk_rows: i64,
@@ -97,6 +102,10 @@ fn default_poll_ms() -> u64 {
 
 fn default_max_clock_offset_ms() -> f64 {
     DEFAULT_MAX_CLOCK_OFFSET_MS
+}
+
+fn default_setup_jobs() -> usize {
+    DEFAULT_SETUP_JOBS
 }
 
 fn default_copy_jobs() -> usize {
@@ -158,6 +167,9 @@ impl Config {
         }
         if self.chunk_keys < 1 {
             return Err(invalid("chunk_keys", "must be at least 1"));
+        }
+        if self.setup_jobs < 1 {
+            return Err(invalid("setup_jobs", "must be at least 1"));
         }
         if self.copy_jobs < 1 {
             return Err(invalid("copy_jobs", "must be at least 1"));

@@ -6,7 +6,8 @@ use crate::support::{assert_same, text, Pair, DST, SRC};
 #[tokio::test]
 async fn setup_waits_for_a_group_and_status_shows_every_sync() {
     let schema = "create table a (id int primary key, v text); create table b (id int primary key, v text)";
-    let pair = Pair::with_config(schema, "copy_chunk_rows: 5000\n").await;
+    // One setup at a time: the second sync waits, queued, for the first.
+    let pair = Pair::with_config(schema, "copy_chunk_rows: 5000\nsetup_jobs: 1\n").await;
     pair.src()
         .await
         .batch_execute(

@@ -133,6 +133,7 @@ impl SyncStatus {
     pub fn phase(&self) -> String {
         match self.state.as_str() {
             "new" | "starting" => "waiting for the daemon".into(),
+            "queued" => "queued for setup".into(),
             "copying" => match self.copy_total {
                 0 => "copying".into(),
                 total => format!("copying {}%", (self.copy_rows * 100 / total).min(100)),

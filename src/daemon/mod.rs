@@ -13,7 +13,9 @@ mod sync_task;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, info_span, Instrument};
 
@@ -60,10 +62,11 @@ pub async fn run_until(
     let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
     info!(catalog = %config.catalog.display(), "belt-syncd started");
     let mut running: HashMap<String, Running> = HashMap::new();
+    let setups = Arc::new(Semaphore::new(config.setup_jobs));
     tokio::pin!(shutdown);
     loop {
         match catalog.call(|c| c.syncs()).await {
-            Ok(syncs) => reconcile(&config, &catalog, &mut running, syncs).await,
+            Ok(syncs) => reconcile(&config, &setups, &catalog, &mut running, syncs).await,
             Err(e) => error!(error = %crate::pg::error::render(&e), "cannot read catalog"),
         }
         tokio::select! {
@@ -84,6 +87,7 @@ pub async fn run_until(
 
 async fn reconcile(
     config: &Config,
+    setups: &Arc<Semaphore>,
     catalog: &CatalogHandle,
     running: &mut HashMap<String, Running>,
     syncs: Vec<SyncDef>,
@@ -138,6 +142,7 @@ async fn reconcile(
             progressed: false,
             max_clock_offset_ms: config.max_clock_offset_ms,
             copy_jobs: config.copy_jobs,
+            setups: setups.clone(),
             copy_chunk_rows: config.copy_chunk_rows,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));

@@ -38,6 +38,8 @@ pub struct SyncTask {
     pub max_clock_offset_ms: f64,
     /// Initial copy: tables at once, rows per chunk.
     pub copy_jobs: usize,
+    /// Shared by every sync task: how many syncs may be set up at once.
+    pub setups: std::sync::Arc<tokio::sync::Semaphore>,
     pub copy_chunk_rows: i64,
 }
 
@@ -102,6 +104,18 @@ impl SyncTask {
             copy_jobs: self.copy_jobs,
             copy_chunk_rows: self.copy_chunk_rows,
         };
+        // Setups (schema, copy, indexes) run at most `setup_jobs` at a time.
+        let permit = if def.copy != "done" {
+            let n = name.to_string();
+            let _ = self.catalog.call(move |c| c.set_state(&n, "queued", None)).await;
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                permit = self.setups.clone().acquire_owned() => Some(permit.expect("semaphore open")),
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        } else {
+            None
+        };
         let copy = setup.before_connect(&def.copy).await?;
         let mut session = Session::open(
             [&loaded.specs[0], &loaded.specs[1]],
@@ -114,6 +128,7 @@ impl SyncTask {
         if copy != "done" && !setup.after_connect(&copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
         }
+        drop(permit);
         let n = name.to_string();
         let _ = self
             .catalog
