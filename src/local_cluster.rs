@@ -229,37 +229,9 @@ fn unique_dir(prefix: &str) -> PathBuf {
     ))
 }
 
-/// Finds initdb and pg_ctl: `BELT_PG_BIN`, `pg_config --bindir`,
-/// `/usr/lib/postgresql/*/bin` (newest first), then PATH.
+/// Finds initdb and pg_ctl (see [`crate::pg::binaries::search_dirs`]).
 pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
-    let has_server = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
-    if let Some(dir) = std::env::var_os("BELT_PG_BIN") {
-        let dir = PathBuf::from(dir);
-        return if has_server(&dir) {
-            Ok(dir)
-        } else {
-            Err(ClusterError::NotFound)
-        };
-    }
-    let mut candidates = Vec::new();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<(u32, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .collect();
-        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
-        candidates.extend(versions.into_iter().map(|(_, p)| p));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path));
-    }
-    candidates
-        .into_iter()
-        .find(|d| has_server(d))
-        .ok_or(ClusterError::NotFound)
+    crate::pg::binaries::find_dir_with(&["initdb", "pg_ctl"]).ok_or(ClusterError::NotFound)
 }
 
 /// The initdb'd template for this binary directory, made once and reused.

@@ -437,8 +437,6 @@ async fn kill_9_during_bidirectional_load_loses_and_doubles_nothing() {
 #[tokio::test]
 async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_written() {
     let pair = Pair::new(KV).await;
-    let pw = pair.dir.join("app-password");
-    std::fs::write(&pw, "app-secret").unwrap();
     pair.src()
         .await
         .batch_execute(&format!(
@@ -452,21 +450,7 @@ async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_writ
         .batch_execute("grant all on t to app")
         .await
         .unwrap();
-    for (name, db) in [("src", SRC), ("dst", DST)] {
-        let port = format!("port={}", pair.cluster.port());
-        let dbname = format!("dbname={db}");
-        let file = format!("password_file={}", pw.display());
-        pair.beltctl_ok(&[
-            "add",
-            "db",
-            name,
-            "host=127.0.0.1",
-            &port,
-            &dbname,
-            "user=app",
-            &file,
-        ]);
-    }
+    pair.add_dbs_as("app", "app-secret");
     let out = pair.beltctl(&[
         "add",
         "sync",

@@ -1,6 +1,6 @@
 //! `beltctl precheck` reports every blocker and warning, and exits 1 when blocked.
 
-use crate::support::{text, Pair, DST, SRC};
+use crate::support::{text, Pair, SRC};
 
 const SCHEMA: &str = "
 create table t (id int primary key, v text generated always as ('x') stored);
@@ -11,8 +11,6 @@ select lo_create(0);";
 #[tokio::test]
 async fn precheck_names_each_blocker_and_exits_1() {
     let pair = Pair::with_schemas(SCHEMA, "", "").await;
-    let pw = pair.dir.join("app-password");
-    std::fs::write(&pw, "app-secret").unwrap();
     pair.src()
         .await
         .batch_execute(&format!(
@@ -21,21 +19,7 @@ async fn precheck_names_each_blocker_and_exits_1() {
         ))
         .await
         .unwrap();
-    for (name, db) in [("src", SRC), ("dst", DST)] {
-        let port = format!("port={}", pair.cluster.port());
-        let dbname = format!("dbname={db}");
-        let file = format!("password_file={}", pw.display());
-        pair.beltctl_ok(&[
-            "add",
-            "db",
-            name,
-            "host=127.0.0.1",
-            &port,
-            &dbname,
-            "user=app",
-            &file,
-        ]);
-    }
+    pair.add_dbs_as("app", "app-secret");
     pair.beltctl_ok(&["add", "sync", "app", "--dbs", "src:source,dst:target"]);
     pair.src()
         .await

@@ -6,9 +6,9 @@ use tokio_postgres::Client;
 
 use crate::catalog::{Role, SyncDef};
 use crate::engine::echo::{check_receiver, PRIVILEGE_HINT};
+use crate::pg::binaries::find_program;
 use crate::pg::introspect::TableInfo;
 use crate::pg::{DbError, DbSpec};
-use crate::schema::dump::find_program;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

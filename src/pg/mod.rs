@@ -1,5 +1,6 @@
 //! Talking to PostgreSQL: connection settings, sessions, catalog queries, quoting.
 
+pub mod binaries;
 pub mod connect;
 pub mod dbspec;
 pub mod error;

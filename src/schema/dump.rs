@@ -2,10 +2,10 @@
 //! entries pg_dump announces (`-- Name: …; Type: …`), so each can be applied on its
 //! own, at the right time, and named when it fails.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use super::SchemaError;
+use crate::pg::binaries::find_program;
 use crate::pg::DbSpec;
 
 /// One object of the dump and the SQL that creates it.
@@ -130,31 +130,6 @@ pub fn dump_schema(spec: &DbSpec, password: Option<Vec<u8>>) -> Result<Dump, Sch
         });
     }
     Ok(parse(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// A PostgreSQL client program: only in `BELT_PG_BIN` when that is set, else
-/// `pg_config --bindir`, `/usr/lib/postgresql/*/bin` (newest first), then PATH.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("BELT_PG_BIN") {
-        let program = PathBuf::from(dir).join(name);
-        return program.is_file().then_some(program);
-    }
-    let mut dirs = Vec::new();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<(u32, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .collect();
-        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
-        dirs.extend(versions.into_iter().map(|(_, p)| p));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 #[cfg(test)]

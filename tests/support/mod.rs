@@ -116,6 +116,23 @@ impl Pair {
         self.beltctl_ok(&["add", "sync", "app", "--dbs", dbs, "--tables", tables]);
     }
 
+    /// `add db src` and `add db dst` connecting as `user` with `password` (from a file).
+    pub fn add_dbs_as(&self, user: &str, password: &str) {
+        let file = self.dir.join(format!("{user}-password"));
+        std::fs::write(&file, password).unwrap();
+        for (name, db) in [("src", SRC), ("dst", DST)] {
+            let args = [
+                format!("port={}", self.cluster.port()),
+                format!("dbname={db}"),
+                format!("user={user}"),
+                format!("password_file={}", file.display()),
+            ];
+            let mut all = vec!["add", "db", name, "host=127.0.0.1"];
+            all.extend(args.iter().map(String::as_str));
+            self.beltctl_ok(&all);
+        }
+    }
+
     /// Starts belt-syncd on this pair's catalog.
     pub fn start_daemon(&self) -> Daemon {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
