@@ -264,6 +264,7 @@ async fn main() {
         args.extend(cluster.add_db_args("bench"));
         bench.beltctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
+    // Both sides were initialized alike by pgbench -i: no copy needed.
     bench.beltctl(&[
         "add",
         "sync",
@@ -272,6 +273,7 @@ async fn main() {
         "src:source,dst:target",
         "--tables",
         "all",
+        "--no-copy",
     ]);
     let mut daemon = bench.daemon();
     bench.beltctl(&["kick", "bench", "--wait"]);

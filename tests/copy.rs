@@ -29,7 +29,7 @@ async fn the_copy_misses_no_write_made_while_it_runs() {
     let _daemon = pair.start_daemon();
 
     let writer = pair.src().await;
-    let mut i = 0;
+    let mut i: i64 = 0;
     // Write until the copy is done, and a little after.
     while pair.status()["state"] != "replicating" || i < 50 {
         writer

@@ -90,6 +90,7 @@ async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
         "--tables",
         "u",
     ]);
+    pair.beltctl_ok(&["setup", "other"]);
     pair.dst().await.batch_execute("drop table u").await.unwrap();
     let _daemon = pair.start_daemon();
 

@@ -35,7 +35,13 @@ async fn setup_waits_for_a_group_and_status_shows_every_sync() {
         ]);
     }
     let _daemon = pair.start_daemon();
-    let out = pair.beltctl(&["setup", "dc1", "--wait", "--timeout", "180"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&pair.beltctl_ok(&["status", "dc1", "--json"])).unwrap();
+    assert_eq!(
+        status[0]["phase"], "waiting for beltctl setup",
+        "added syncs wait for setup: {status}"
+    );
+    let out = pair.beltctl(&["setup", "dc1", "--wait", "--jobs", "1", "--timeout", "180"]);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("sa, sb replicating"), "{shown}");

@@ -27,13 +27,27 @@ fn json_key(text: Option<String>) -> Option<Vec<String>> {
 }
 
 impl Catalog {
-    /// Sets a sync's copy state: `pending`, `schema`, `copying`, `copying-schema`,
-    /// `indexing` or `done`.
+    /// Sets a sync's copy state: `added` (waiting for `beltctl setup`), `pending`,
+    /// `schema`, `copying`, `copying-schema`, `indexing` or `done`.
     pub fn set_copy_state(&mut self, sync: &str, state: &str) -> Result<(), CatalogError> {
         self.conn
             .execute("update syncs set copy = ?2 where name = ?1", params![sync, state])
             .map_err(self.err("store copy state"))?;
         Ok(())
+    }
+
+    /// Marks a sync added with a copy as ready for the daemon to set up; `false` when
+    /// it was requested (or set up) already.
+    pub fn request_setup(&mut self, sync: &str) -> Result<bool, CatalogError> {
+        self.require_sync(sync)?;
+        let changed = self
+            .conn
+            .execute(
+                "update syncs set copy = 'pending' where name = ?1 and copy = 'added'",
+                [sync],
+            )
+            .map_err(self.err("request setup"))?;
+        Ok(changed > 0)
     }
 
     /// The parts of a table's copy, once it has been planned.

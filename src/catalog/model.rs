@@ -88,6 +88,8 @@ pub struct SyncStatus {
     /// Initial copy: rows copied so far and the estimated total.
     pub copy_rows: i64,
     pub copy_total: i64,
+    /// The sync's copy state (see `Catalog::set_copy_state`).
+    pub copy_state: String,
     pub last_round_at: Option<String>,
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,
@@ -132,6 +134,7 @@ impl SyncStatus {
     /// `paused`, `retrying`, `failed`, `stopped`.
     pub fn phase(&self) -> String {
         match self.state.as_str() {
+            _ if self.copy_state == "added" => "waiting for beltctl setup".into(),
             "new" | "starting" => "waiting for the daemon".into(),
             "queued" => "queued for setup".into(),
             "copying" => match self.copy_total {

@@ -26,7 +26,8 @@ impl Catalog {
                  last_round_at, kick_done, updated_at, directions, clock_offset_ms, conflicts, \
                  (select count(*) from parked p where p.sync = ?1), \
                  (select coalesce(sum(rows), 0) from copy_progress c where c.sync = ?1), \
-                 (select coalesce(sum(max(total, rows)), 0) from copy_progress c where c.sync = ?1) \
+                 (select coalesce(sum(max(total, rows)), 0) from copy_progress c where c.sync = ?1), \
+                 (select copy from syncs s where s.name = ?1) \
                  from sync_status where sync = ?1",
                 [sync],
                 |r| {
@@ -46,6 +47,7 @@ impl Catalog {
                         parked_rows: r.get(12)?,
                         copy_rows: r.get(13)?,
                         copy_total: r.get(14)?,
+                        copy_state: r.get(15)?,
                     })
                 },
             )

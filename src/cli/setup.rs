@@ -3,7 +3,7 @@
 //! terminal and plain lines otherwise. The daemon does the work; these only watch
 //! the catalog, so a dropped terminal loses nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -25,6 +25,37 @@ pub struct SetupArgs {
     /// Seconds to wait with --wait (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// With --wait: set up at most this many syncs of the group at once, starting the
+    /// next as one finishes (belt-syncd's `setup_jobs` bounds it too).
+    #[arg(long, requires = "wait")]
+    pub jobs: Option<usize>,
+}
+
+/// Syncs still to be handed to the daemon, and how many may be set up at once.
+pub struct Queue {
+    waiting: VecDeque<String>,
+    jobs: usize,
+}
+
+impl Queue {
+    /// Hands the next syncs to the daemon while fewer than `jobs` are being set up.
+    fn start_more(
+        &mut self,
+        catalog: &mut Catalog,
+        statuses: &[(String, SyncStatus)],
+    ) -> Result<(), CliError> {
+        let busy = statuses
+            .iter()
+            .filter(|(_, s)| s.copy_state != "added" && !s.is_replicating())
+            .count();
+        for _ in busy..self.jobs {
+            let Some(next) = self.waiting.pop_front() else {
+                break;
+            };
+            catalog.request_setup(&next)?;
+        }
+        Ok(())
+    }
 }
 
 /// The syncs a name stands for: the sync of that name, or every sync of that group.
@@ -48,16 +79,23 @@ pub fn resolve_targets(catalog: &Catalog, name: &str) -> Result<Vec<String>, Cli
     Ok(group)
 }
 
-/// Resumes paused syncs of `name` (the daemon sets up new syncs by itself) and, with
+/// Hands the syncs of `name` to the daemon for setup (resuming paused ones) and, with
 /// `--wait`, follows them until they replicate.
 pub async fn setup(catalog: &mut Catalog, args: SetupArgs) -> Result<ExitCode, CliError> {
     let syncs = resolve_targets(catalog, &args.name)?;
+    let mut waiting = VecDeque::new();
     for s in &syncs {
         if catalog.require_sync(s)?.paused {
             catalog.set_paused(s, false)?;
         }
+        if catalog.status(s)?.copy_state == "added" {
+            waiting.push_back(s.clone());
+        }
     }
     if !args.wait {
+        for s in &waiting {
+            catalog.request_setup(s)?;
+        }
         println!(
             "belt-syncd sets up {}; follow it with `beltctl status {} --watch`",
             syncs.join(", "),
@@ -66,21 +104,26 @@ pub async fn setup(catalog: &mut Catalog, args: SetupArgs) -> Result<ExitCode, C
         return Ok(ExitCode::SUCCESS);
     }
     let limit = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
-    watch(catalog, &syncs, limit, true).await
+    let mut queue = Queue {
+        waiting,
+        jobs: args.jobs.unwrap_or(usize::MAX).max(1),
+    };
+    watch(catalog, &syncs, limit, Some(&mut queue)).await
 }
 
-/// Redraws the syncs' progress until every one replicates (`until_replicating`) or
-/// forever; fails when a sync fails.
+/// Redraws the syncs' progress; with a setup `queue`, hands syncs to the daemon as
+/// room frees up and returns once every one replicates, else runs until interrupted.
+/// Fails when a sync fails.
 pub async fn watch(
-    catalog: &Catalog,
+    catalog: &mut Catalog,
     syncs: &[String],
     limit: Option<Duration>,
-    until_replicating: bool,
+    mut queue: Option<&mut Queue>,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let mut view = View::new(syncs, std::io::stderr().is_terminal());
     loop {
-        let mut all_done = true;
+        let mut statuses = Vec::new();
         for s in syncs {
             let status = catalog.status(s)?;
             if status.state == "failed" {
@@ -90,10 +133,14 @@ pub async fn watch(
                     status.last_error.unwrap_or_default()
                 )));
             }
-            all_done &= status.is_replicating();
             view.update(s, &status);
+            statuses.push((s.clone(), status));
         }
-        if until_replicating && all_done {
+        let all_done = statuses.iter().all(|(_, s)| s.is_replicating());
+        if let Some(q) = queue.as_deref_mut() {
+            q.start_more(catalog, &statuses)?;
+        }
+        if queue.is_some() && all_done {
             view.finish();
             println!("{} replicating", syncs.join(", "));
             return Ok(ExitCode::SUCCESS);

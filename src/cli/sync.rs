@@ -150,7 +150,7 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         group: args.group.clone(),
         paused: false,
         kick_seq: 0,
-        copy: if args.no_copy { "done" } else { "pending" }.into(),
+        copy: if args.no_copy { "done" } else { "added" }.into(),
     };
     let tables = check(catalog, &def, &parse_selection(&args)).await?;
     catalog.add_sync(&def, &tables)?;
@@ -160,6 +160,12 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         def.name,
         describe_members(&def.members)
     );
+    if def.copy == "added" {
+        println!(
+            "set it up with `beltctl setup {} --wait` (schema, copy, indexes, then replication)",
+            def.name
+        );
+    }
     for t in tables.iter().filter(|t| t.key.is_none()) {
         eprintln!(
             "warning: table {} has no primary key or NOT NULL unique index: it is not captured \

@@ -82,13 +82,13 @@ struct StatusRow {
 }
 
 /// Prints the status of one sync, a group, or all.
-pub async fn status(catalog: &Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
+pub async fn status(catalog: &mut Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
     let names = match &args.name {
         Some(n) => super::setup::resolve_targets(catalog, n)?,
         None => catalog.syncs()?.into_iter().map(|s| s.name).collect(),
     };
     if args.watch {
-        return super::setup::watch(catalog, &names, None, false).await;
+        return super::setup::watch(catalog, &names, None, None).await;
     }
     let single = args
         .name

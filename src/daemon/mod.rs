@@ -1,7 +1,8 @@
 //! belt-syncd: runs every active sync of the catalog, each in its own named task.
 //!
-//! The supervisor re-reads the catalog twice a second: it starts tasks for new or
-//! resumed syncs, stops tasks of paused or removed ones, and forwards kicks. On
+//! The supervisor re-reads the catalog twice a second: it starts tasks for syncs
+//! that are resumed or whose setup was requested (`beltctl setup`), stops tasks of
+//! paused or removed ones, and forwards kicks. On
 //! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
 //! dropped mid-transaction) and the daemon exits 0.
 
@@ -94,7 +95,7 @@ async fn reconcile(
 ) {
     let wanted: HashMap<String, SyncDef> = syncs
         .into_iter()
-        .filter(|s| !s.paused)
+        .filter(|s| !s.paused && s.copy != "added")
         .map(|s| (s.name.clone(), s))
         .collect();
     let gone: Vec<String> = running

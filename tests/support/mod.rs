@@ -105,7 +105,7 @@ impl Pair {
         self.add_sync_with(tables, "src:source,dst:target");
     }
 
-    /// `add db src`, `add db dst`, `add sync app --dbs DBS --tables TABLES`.
+    /// `add db src`, `add db dst`, `add sync app --dbs DBS --tables TABLES`, `setup app`.
     pub fn add_sync_with(&self, tables: &str, dbs: &str) {
         for (name, db) in [("src", SRC), ("dst", DST)] {
             let mut args = vec!["add".to_string(), "db".into(), name.into()];
@@ -114,6 +114,7 @@ impl Pair {
             self.beltctl_ok(&refs);
         }
         self.beltctl_ok(&["add", "sync", "app", "--dbs", dbs, "--tables", tables]);
+        self.beltctl_ok(&["setup", "app"]);
     }
 
     /// `add db src` and `add db dst` connecting as `user` with `password` (from a file).
