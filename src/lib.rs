@@ -18,3 +18,4 @@ pub mod migrate;
 pub mod pg;
 pub mod schema;
 pub mod tables;
+pub mod verify;

@@ -16,3 +16,4 @@ mod plan;
 mod precheck;
 mod roundtrip;
 mod setup;
+mod verify;

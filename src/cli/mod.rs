@@ -9,6 +9,7 @@ mod plan;
 mod precheck;
 mod setup;
 mod sync;
+mod verify;
 mod watch;
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     Retry { name: String },
     /// Declare databases and syncs from a YAML plan file; re-applying is a no-op.
     Apply(plan::ApplyArgs),
+    /// Compare every table and sequence of a sync on both databases; exit 1 on any
+    /// difference, naming tables and keys.
+    Verify(verify::VerifyArgs),
     /// Check everything a sync (or a group) needs on both databases; exit 1 when
     /// something blocks it.
     Precheck(precheck::PrecheckArgs),
@@ -181,6 +185,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Setup(args) => setup::setup(&mut catalog, args).await,
         Command::Precheck(args) => precheck::run(&catalog, args).await,
         Command::Apply(args) => plan::apply(&mut catalog, args).await,
+        Command::Verify(args) => verify::run(&catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),

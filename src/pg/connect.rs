@@ -15,7 +15,8 @@ use super::pgpass;
 /// our SQL do not depend on server or role defaults.
 const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; \
      set search_path = pg_catalog, pg_temp; set datestyle = 'ISO, YMD'; \
-     set intervalstyle = 'postgres'; set extra_float_digits = 3; set timezone = 'UTC'";
+     set intervalstyle = 'postgres'; set extra_float_digits = 3; set timezone = 'UTC'; \
+     set bytea_output = 'hex'";
 
 /// Connects to `spec`, resolving its password, and pins the session settings.
 pub async fn connect(spec: &DbSpec) -> Result<Client, DbError> {

@@ -1,0 +1,56 @@
+//! `beltctl verify` finds a single changed value among 500k rows, a missing and an
+//! extra row, names their keys, and exits 1; on equal databases it exits 0.
+
+use crate::support::{text, wait_for, Pair};
+
+#[tokio::test]
+async fn verify_names_every_differing_key() {
+    let schema =
+        "create table big (id serial primary key, v text, n integer); create table notes (line text)";
+    let pair = Pair::new(schema).await;
+    pair.src()
+        .await
+        .batch_execute(
+            "insert into big (v, n) select md5(i::text), i from generate_series(1, 500000) i; \
+             insert into notes select 'n' || i from generate_series(1, 10) i; analyze",
+        )
+        .await
+        .unwrap();
+    pair.add_sync("all");
+    let mut daemon = pair.start_daemon();
+    wait_for(120, "setup", || async { pair.status()["state"] == "replicating" }).await;
+    assert!(daemon.terminate().success());
+
+    let ok = pair.beltctl(&["verify", "app"]);
+    assert!(ok.status.success(), "equal databases must verify: {}", text(&ok));
+
+    pair.dst()
+        .await
+        .batch_execute(
+            "update big set n = -1 where id = 123456; delete from big where id = 7; \
+             insert into big values (900001, 'extra', 0); insert into notes values ('extra')",
+        )
+        .await
+        .unwrap();
+    let out = pair.beltctl(&["verify", "app"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    for expected in [
+        "public.big: key (123456) different",
+        "public.big: key (7) missing on the target",
+        "public.big: key (900001) extra on the target",
+        "10 rows on 'src', 11 on 'dst'",
+        "verify app: DIFFERENT",
+    ] {
+        assert!(shown.contains(expected), "missing `{expected}` in:\n{shown}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&pair.beltctl(&["verify", "app", "--json"]).stdout).unwrap();
+    assert_eq!(report["equal"], false);
+    assert_eq!(
+        report["tables"][0]["differences"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    assert_eq!(report["sequences"][0]["ok"], true, "{report}");
+}
