@@ -10,6 +10,7 @@ mod convergence;
 mod copy;
 mod crash;
 mod daemon;
+mod fence;
 mod multimaster;
 mod operator;
 mod plan;

@@ -6,6 +6,7 @@
 
 mod actor;
 mod copying;
+mod logins;
 mod model;
 mod records;
 mod status;

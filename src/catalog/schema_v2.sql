@@ -49,3 +49,13 @@ create table copy_progress (
     done integer not null default 0,
     primary key (sync, schema_name, table_name, part)
 );
+
+-- Roles belt set to NOLOGIN (revoke-logins), so that restore-logins gives back
+-- exactly those and leaves roles that were NOLOGIN on purpose alone.
+create table revoked_logins (
+    sync text not null references syncs(name) on delete cascade,
+    db text not null,
+    role text not null,
+    revoked_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    primary key (sync, db, role)
+);

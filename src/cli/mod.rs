@@ -3,12 +3,14 @@
 
 mod db;
 mod demo;
+mod logins;
 mod output;
 mod parked;
 mod plan;
 mod precheck;
 mod setup;
 mod sync;
+mod teardown;
 mod verify;
 mod watch;
 
@@ -69,6 +71,13 @@ pub enum Command {
     Retry { name: String },
     /// Declare databases and syncs from a YAML plan file; re-applying is a no-op.
     Apply(plan::ApplyArgs),
+    /// Fence the application off one database: its login roles set to NOLOGIN
+    /// (recorded, so that restore-logins gives back exactly those).
+    RevokeLogins(logins::RevokeArgs),
+    /// Give back the logins revoke-logins took, and only those.
+    RestoreLogins(logins::RestoreArgs),
+    /// Stop a sync and remove everything belt installed for it on both databases.
+    Teardown(teardown::TeardownArgs),
     /// Compare every table and sequence of a sync on both databases; exit 1 on any
     /// difference, naming tables and keys.
     Verify(verify::VerifyArgs),
@@ -186,6 +195,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Precheck(args) => precheck::run(&catalog, args).await,
         Command::Apply(args) => plan::apply(&mut catalog, args).await,
         Command::Verify(args) => verify::run(&catalog, args).await,
+        Command::RevokeLogins(args) => logins::revoke(&mut catalog, args).await,
+        Command::RestoreLogins(args) => logins::restore(&mut catalog, args).await,
+        Command::Teardown(args) => teardown::run(&mut catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),

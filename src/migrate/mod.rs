@@ -1,4 +1,5 @@
 //! The migration workflow around replication: checks before it starts (and, with the
 //! cutover issue, the cutover and failback themselves).
 
+pub mod logins;
 pub mod precheck;

@@ -1,0 +1,57 @@
+//! `beltctl teardown NAME`: stop a sync and remove everything belt put on its
+//! databases — triggers, functions, delta tables, and schema `belt` when no other
+//! sync uses it — then the sync itself. Safe to run again.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::CliError;
+use crate::capture;
+use crate::catalog::Catalog;
+use crate::pg::connect;
+
+/// Arguments of `beltctl teardown`.
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// The sync.
+    pub name: String,
+}
+
+/// Pauses the sync, waits for the daemon to let go, uninstalls capture, forgets it.
+pub async fn run(catalog: &mut Catalog, args: TeardownArgs) -> Result<ExitCode, CliError> {
+    let Some(def) = catalog.sync(&args.name)? else {
+        println!("sync '{}' is not in the catalog: nothing to tear down", args.name);
+        return Ok(ExitCode::SUCCESS);
+    };
+    catalog.set_paused(&def.name, true)?;
+    // A running daemon stops the sync within a second; a stopped one never had it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        catalog.status(&def.name)?.state.as_str(),
+        "paused" | "stopped" | "new" | "failed"
+    ) && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tables = catalog.relations(&def.name)?;
+    let others = catalog
+        .syncs()?
+        .into_iter()
+        .filter(|s| s.name != def.name)
+        .collect::<Vec<_>>();
+    for m in &def.members {
+        let spec = catalog.require_db(&m.db)?;
+        let client = connect(&spec).await?;
+        if others.iter().any(|o| o.members.iter().any(|om| om.db == m.db)) {
+            capture::uninstall_tables(&client, &spec.name, &tables).await?;
+        } else {
+            capture::uninstall_all(&client, &spec.name).await?;
+        }
+        println!("removed belt's objects from '{}'", spec.name);
+    }
+    catalog.remove_sync(&def.name)?;
+    println!("sync '{}' torn down", def.name);
+    Ok(ExitCode::SUCCESS)
+}
