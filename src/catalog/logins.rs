@@ -1,4 +1,5 @@
-//! Roles whose logins belt revoked, per sync and database.
+//! Roles whose logins belt revoked, per sync and database; and which database of a
+//! sync is authoritative (cutover, failback).
 
 use rusqlite::params;
 
@@ -37,6 +38,40 @@ impl Catalog {
                 params![sync, db, role],
             )
             .map_err(self.err("forget revoked login"))?;
+        Ok(())
+    }
+
+    /// The database the applications write to: set by cutover and failback, else
+    /// the sync's first database.
+    pub fn authority(&self, sync: &str) -> Result<(Option<String>, bool), CatalogError> {
+        self.conn
+            .query_row(
+                "select authority, switching from syncs where name = ?1",
+                [sync],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err("read authority"))
+    }
+
+    /// Marks a switch of authority as under way (or over).
+    pub fn set_switching(&mut self, sync: &str, switching: bool) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "update syncs set switching = ?2 where name = ?1",
+                params![sync, switching],
+            )
+            .map_err(self.err("store switching"))?;
+        Ok(())
+    }
+
+    /// Records the new authoritative database at the end of a switch.
+    pub fn set_authority(&mut self, sync: &str, db: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "update syncs set authority = ?2, switching = 0 where name = ?1",
+                params![sync, db],
+            )
+            .map_err(self.err("store authority"))?;
         Ok(())
     }
 }

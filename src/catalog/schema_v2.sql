@@ -59,3 +59,8 @@ create table revoked_logins (
     revoked_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     primary key (sync, db, role)
 );
+
+-- Cutover and failback: which database the applications write to (null: the
+-- sync's first database), and whether a switch is under way.
+alter table syncs add column authority text;
+alter table syncs add column switching integer not null default 0;

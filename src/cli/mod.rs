@@ -9,6 +9,7 @@ mod parked;
 mod plan;
 mod precheck;
 mod setup;
+mod switch;
 mod sync;
 mod teardown;
 mod verify;
@@ -76,6 +77,11 @@ pub enum Command {
     RevokeLogins(logins::RevokeArgs),
     /// Give back the logins revoke-logins took, and only those.
     RestoreLogins(logins::RestoreArgs),
+    /// Move the applications' writes to the sync's second database: fence, drain,
+    /// sequences, key-less tables, verify, analyze, switch; back replication stays on.
+    Cutover(switch::SwitchArgs),
+    /// Move them back to the first database, through the same gates.
+    Failback(switch::SwitchArgs),
     /// Stop a sync and remove everything belt installed for it on both databases.
     Teardown(teardown::TeardownArgs),
     /// Compare every table and sequence of a sync on both databases; exit 1 on any
@@ -198,6 +204,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::RevokeLogins(args) => logins::revoke(&mut catalog, args).await,
         Command::RestoreLogins(args) => logins::restore(&mut catalog, args).await,
         Command::Teardown(args) => teardown::run(&mut catalog, args).await,
+        Command::Cutover(args) => switch::cutover(&mut catalog, args).await,
+        Command::Failback(args) => switch::failback(&mut catalog, args).await,
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),

@@ -17,6 +17,9 @@ use crate::pg::connect;
 pub struct TeardownArgs {
     /// The sync.
     pub name: String,
+    /// Tear down even while a cutover or failback is under way.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Pauses the sync, waits for the daemon to let go, uninstalls capture, forgets it.
@@ -25,6 +28,12 @@ pub async fn run(catalog: &mut Catalog, args: TeardownArgs) -> Result<ExitCode, 
         println!("sync '{}' is not in the catalog: nothing to tear down", args.name);
         return Ok(ExitCode::SUCCESS);
     };
+    if catalog.authority(&def.name)?.1 && !args.force {
+        return Err(CliError::Usage(format!(
+            "sync '{}' is in the middle of a cutover or failback: finish it (run it again) or pass --force",
+            def.name
+        )));
+    }
     catalog.set_paused(&def.name, true)?;
     // A running daemon stops the sync within a second; a stopped one never had it.
     let deadline = Instant::now() + Duration::from_secs(30);
