@@ -169,12 +169,12 @@ impl Switch<'_> {
         }
     }
 
-    async fn tables(&self) -> Result<Vec<crate::pg::introspect::TableInfo>, CliError> {
+    fn tables(&self) -> Result<Vec<crate::pg::introspect::TableInfo>, CliError> {
         Ok(self.catalog.relations(&self.sync)?)
     }
 
     async fn capture(&mut self) -> Result<(), CliError> {
-        let tables = self.tables().await?;
+        let tables = self.tables()?;
         let mut c = connect(&self.to).await?;
         capture::install(&mut c, &self.to.name, &tables, TriggerMode::Statement).await?;
         Ok(())
@@ -191,7 +191,7 @@ impl Switch<'_> {
             client: connect(&self.to).await?,
             source: false,
         };
-        for t in self.tables().await? {
+        for t in self.tables()? {
             let seqs = owned_sequences(&from.client, &from.db, &t).await?;
             sequences::carry(&from, &to, &seqs).await?;
         }
@@ -202,7 +202,7 @@ impl Switch<'_> {
         let mut from = connect(&self.from).await?;
         let mut to = connect(&self.to).await?;
         prepare_receiver(&to, &self.to.name).await?;
-        for t in self.tables().await?.iter().filter(|t| t.key.is_none()) {
+        for t in self.tables()?.iter().filter(|t| t.key.is_none()) {
             let plan = TablePlan::new(t, "", Vec::new());
             let range = Range {
                 after: None,
@@ -235,7 +235,7 @@ impl Switch<'_> {
             target_db: &self.to.name,
         };
         let mut differing = Vec::new();
-        for t in self.tables().await? {
+        for t in self.tables()? {
             let verdict =
                 verify_table(&sides, &TablePlan::new(&t, "", Vec::new()), VERIFY_CHUNK_ROWS).await?;
             if !verdict.equal {
@@ -254,7 +254,7 @@ impl Switch<'_> {
 
     async fn analyze(&mut self) -> Result<(), CliError> {
         let to = connect(&self.to).await?;
-        for t in self.tables().await? {
+        for t in self.tables()? {
             to.batch_execute(&format!("analyze {}", t.qualified()))
                 .await
                 .map_err(|e| {
