@@ -18,5 +18,6 @@ mod operator;
 mod plan;
 mod precheck;
 mod roundtrip;
+mod service;
 mod setup;
 mod verify;

@@ -7,6 +7,7 @@
 //! dropped mid-transaction) and the daemon exits 0.
 
 mod copy_job;
+mod notify;
 pub mod session;
 mod setup;
 mod sync_task;
@@ -22,6 +23,7 @@ use tracing::{error, info, info_span, Instrument};
 
 use crate::catalog::{Catalog, CatalogError, CatalogHandle, SyncDef};
 use crate::config::Config;
+use notify::Notifier;
 use sync_task::SyncTask;
 
 /// How often the supervisor re-reads the catalog.
@@ -42,17 +44,32 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
+/// Runs the daemon until SIGTERM or SIGINT, under systemd's notify protocol when
+/// `$NOTIFY_SOCKET` is set. SIGHUP re-reads the config file (`config_path`): new
+/// values apply to syncs started from then on; a bad file is logged and ignored.
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let (reload_tx, reload_rx) = watch::channel(config);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match Config::load(config_path.as_deref()) {
+                Ok(c) => {
+                    info!("config reloaded");
+                    let _ = reload_tx.send(c);
+                }
+                Err(e) => error!(error = %e, "config not reloaded"),
+            }
+        }
+    });
     let signalled = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    run_until(config, signalled).await
+    supervise(reload_rx, signalled, Notifier::from_env()).await
 }
 
 /// Runs the daemon until `shutdown` completes; every sync finishes its current chunk.
@@ -60,21 +77,40 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let (_keep, configs) = watch::channel(config);
+    supervise(configs, shutdown, Notifier::from_env()).await
+}
+
+async fn supervise(
+    configs: watch::Receiver<Config>,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut notifier: Notifier,
+) -> Result<(), DaemonError> {
+    let config = configs.borrow().clone();
     let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
     info!(catalog = %config.catalog.display(), "belt-syncd started");
+    notifier.send("READY=1");
     let mut running: HashMap<String, Running> = HashMap::new();
     let setups = Arc::new(Semaphore::new(config.setup_jobs));
+    let tick = notifier
+        .interval()
+        .map_or(SUPERVISE_EVERY, |w| w.min(SUPERVISE_EVERY));
     tokio::pin!(shutdown);
     loop {
+        let config = configs.borrow().clone();
         match catalog.call(|c| c.syncs()).await {
-            Ok(syncs) => reconcile(&config, &setups, &catalog, &mut running, syncs).await,
+            Ok(syncs) => {
+                reconcile(&config, &setups, &catalog, &mut running, syncs).await;
+                notifier.pet_if_due();
+            }
             Err(e) => error!(error = %crate::pg::error::render(&e), "cannot read catalog"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = &mut shutdown => break,
         }
     }
+    notifier.send("STOPPING=1");
     info!(syncs = running.len(), "stopping: finishing current chunks");
     for r in running.values() {
         let _ = r.stop.send(true);

@@ -1,0 +1,94 @@
+//! belt-syncd as a systemd service: the notify protocol in order, a clean SIGTERM,
+//! JSON logs, and a unit file systemd accepts.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{count, wait_for, Pair};
+
+#[tokio::test]
+async fn the_daemon_speaks_the_notify_protocol_and_stops_cleanly() {
+    let pair = Pair::with_config("create table t (id int primary key)", "log_format: json\n").await;
+    pair.add_sync("t");
+    let socket_path = pair.dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let log = pair.dir.join("service.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+        .arg("-c")
+        .arg(&pair.config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notify message within 20s");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    pair.kick_wait();
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let stopping = std::iter::repeat_with(&mut next)
+        .take(20)
+        .find(|m| m != "WATCHDOG=1");
+    assert_eq!(stopping.as_deref(), Some("STOPPING=1"));
+    assert!(daemon.wait().unwrap().success(), "SIGTERM exits 0");
+
+    // No session of belt's is left, let alone one inside a transaction.
+    let src = pair.src().await;
+    wait_for(10, "belt's sessions to close", || async {
+        count(
+            &src,
+            "pg_stat_activity where application_name = 'belt' and pid <> pg_backend_pid()",
+        )
+        .await
+            == 0
+    })
+    .await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["sync"] == "app"),
+        "a sync's lines carry its name:\n{text}"
+    );
+}
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/belt-syncd.service")).unwrap();
+    let dir = std::env::temp_dir().join(format!("belt-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("belt-syncd.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/belt-syncd", env!("CARGO_BIN_EXE_belt-syncd")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze not found: apt-get install -y systemd");
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify:\n{said}"
+    );
+}
