@@ -241,7 +241,15 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("belt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("belt.yaml");
-    std::fs::write(&config, format!("catalog: {}\n", dir.join("belt.db").display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "catalog: {}\nlisten: unix:{}\n",
+            dir.join("belt.db").display(),
+            dir.join("api.sock").display()
+        ),
+    )
+    .unwrap();
     let bench = Bench {
         source: LocalCluster::start().expect("start source cluster"),
         target: LocalCluster::start().expect("start target cluster"),

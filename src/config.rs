@@ -162,6 +162,9 @@ impl Config {
             field,
             message: message.to_string(),
         };
+        if let Err(e) = crate::api::Listen::parse(&self.listen) {
+            return Err(invalid("listen", &e));
+        }
         if self.poll_interval_ms == 0 {
             return Err(invalid("poll_interval_ms", "must be at least 1"));
         }

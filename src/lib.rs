@@ -6,6 +6,7 @@
 //! module: rule 1 in [`engine::batch`], 2 in [`engine::apply`], 5 in
 //! [`engine::round`], 7 in [`engine::sequences`], 9 in [`capture`].
 
+pub mod api;
 pub mod capture;
 pub mod catalog;
 pub mod cli;

@@ -68,7 +68,15 @@ async fn postgres_12_to_17_and_back() {
     let dir = std::env::temp_dir().join(format!("belt-cross-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("belt.yaml");
-    std::fs::write(&config, format!("catalog: {}\n", dir.join("belt.db").display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "catalog: {}\nlisten: unix:{}\n",
+            dir.join("belt.db").display(),
+            dir.join("api.sock").display()
+        ),
+    )
+    .unwrap();
     let x = Cross {
         source,
         target,

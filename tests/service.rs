@@ -92,3 +92,83 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         "systemd-analyze verify:\n{said}"
     );
 }
+
+/// GET `path` from the daemon's API socket: (status line, body).
+fn get(pair: &Pair, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(pair.dir.join("api.sock")).expect("API socket");
+    write!(c, "GET {path} HTTP/1.1\r\nHost: belt\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, checking every line parses.
+fn sample(metrics: &str, series: &str) -> f64 {
+    let mut found = None;
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        if name == series {
+            found = Some(value);
+        }
+    }
+    found.unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+}
+
+#[tokio::test]
+async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
+    let pair = Pair::new("create table t (id int primary key)").await;
+    pair.add_sync("t");
+    let mut daemon = pair.start_daemon();
+    pair.kick_wait();
+    assert_eq!(get(&pair, "/healthz"), ("HTTP/1.1 200 OK".into(), "ok\n".into()));
+    let mode = std::fs::metadata(pair.dir.join("api.sock")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        mode.permissions().mode() & 0o777,
+        0o600,
+        "the API socket is private"
+    );
+
+    let (_, before) = get(&pair, "/metrics");
+    let rounds = sample(&before, r#"belt_rounds_total{sync="app"}"#);
+    pair.src()
+        .await
+        .batch_execute("insert into t select generate_series(1, 25)")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    let (code, after) = get(&pair, "/metrics");
+    assert_eq!(code, "HTTP/1.1 200 OK");
+    assert!(
+        sample(&after, r#"belt_rounds_total{sync="app"}"#) > rounds,
+        "rounds move"
+    );
+    assert!(
+        sample(&after, r#"belt_rows_applied_total{sync="app",into="dst"}"#) >= 25.0,
+        "rows move"
+    );
+    let password = std::fs::read_to_string(pair.cluster.password_file()).unwrap();
+    assert!(!after.contains(password.trim()), "no secret in /metrics");
+
+    let out = pair.beltctl(&["status", "app"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belt-syncd: running"));
+    daemon.kill9();
+    let out = pair.beltctl(&["status", "app"]);
+    assert!(out.status.success(), "status works with the daemon down");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("not answering") && said.contains("last recorded"),
+        "{said}"
+    );
+}

@@ -112,6 +112,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     std::fs::create_dir_all(&dir).map_err(|e| failed("create work directory")(e.to_string()))?;
     let config = Config {
         catalog: dir.join("belt.db"),
+        listen: format!("unix:{}", dir.join("api.sock").display()),
         ..Config::default()
     };
     let mut catalog = Catalog::open(&config.catalog)?;

@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             what: ListCommand::Tables { sync, json },
         } => sync::list_tables(&catalog, &sync, json),
         Command::Kick(args) => watch::kick(&mut catalog, args).await,
-        Command::Status(args) => watch::status(&mut catalog, args).await,
+        Command::Status(args) => watch::status(&mut catalog, args, &config.listen).await,
         Command::Pause { name } => sync::set_paused(&mut catalog, &name, true),
         Command::Resume { name } => sync::set_paused(&mut catalog, &name, false),
         Command::Remove(RemoveCommand::Sync { name }) => sync::remove(&mut catalog, &name),

@@ -81,8 +81,18 @@ struct StatusRow {
     status: SyncStatus,
 }
 
-/// Prints the status of one sync, a group, or all.
-pub async fn status(catalog: &mut Catalog, args: StatusArgs) -> Result<ExitCode, CliError> {
+/// Prints the status of one sync, a group, or all; says on stderr whether the
+/// daemon answers (the status is what it last recorded either way).
+pub async fn status(catalog: &mut Catalog, args: StatusArgs, listen: &str) -> Result<ExitCode, CliError> {
+    match crate::api::Listen::parse(listen) {
+        Ok(l) => match crate::api::probe(&l).await {
+            Ok(()) => eprintln!("belt-syncd: running ({listen})"),
+            Err(why) => {
+                eprintln!("belt-syncd: not answering at {listen} ({why}); below is what it last recorded")
+            }
+        },
+        Err(e) => eprintln!("belt-syncd: {e}"),
+    }
     let names = match &args.name {
         Some(n) => super::setup::resolve_targets(catalog, n)?,
         None => catalog.syncs()?.into_iter().map(|s| s.name).collect(),

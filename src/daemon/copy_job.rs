@@ -174,6 +174,7 @@ impl CopyJob {
             )
             .await
             .map_err(db_failure)?;
+            crate::api::metrics::copied(&self.sync, copied.rows);
             let done = copied.last_key.is_none();
             let checkpoint = if done {
                 after.clone()

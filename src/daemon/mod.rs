@@ -21,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, info_span, Instrument};
 
+use crate::api;
 use crate::catalog::{Catalog, CatalogError, CatalogHandle, SyncDef};
 use crate::config::Config;
 use notify::Notifier;
@@ -36,6 +37,10 @@ pub enum DaemonError {
     Catalog(#[from] CatalogError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] api::ListenError),
+    #[error("config: listen: {0}")]
+    Config(String),
 }
 
 struct Running {
@@ -88,7 +93,16 @@ async fn supervise(
 ) -> Result<(), DaemonError> {
     let config = configs.borrow().clone();
     let catalog = CatalogHandle::spawn(Catalog::open(&config.catalog)?);
-    info!(catalog = %config.catalog.display(), "belt-syncd started");
+    let listen = api::Listen::parse(&config.listen).map_err(DaemonError::Config)?;
+    let listener = api::bind(&listen).await?;
+    let api_task = tokio::spawn(api::serve(
+        listener,
+        api::ApiState {
+            catalog: catalog.clone(),
+            metrics: api::metrics::install(),
+        },
+    ));
+    info!(catalog = %config.catalog.display(), listen = %config.listen, "belt-syncd started");
     notifier.send("READY=1");
     let mut running: HashMap<String, Running> = HashMap::new();
     let setups = Arc::new(Semaphore::new(config.setup_jobs));
@@ -117,6 +131,10 @@ async fn supervise(
     }
     for (_, r) in running {
         let _ = r.task.await;
+    }
+    api_task.abort();
+    if let api::Listen::Unix(path) = &listen {
+        let _ = std::fs::remove_file(path);
     }
     info!("belt-syncd stopped");
     Ok(())

@@ -60,6 +60,7 @@ impl SyncTask {
             match self.run_connected(&name).await {
                 Ok(()) => break,
                 Err((error, transient)) => {
+                    crate::api::metrics::error(&name);
                     if std::mem::take(&mut self.progressed) {
                         backoff = Duration::from_millis(500);
                     }
@@ -169,6 +170,7 @@ impl SyncTask {
                 return Ok(()); // stopped between chunks
             };
             let record = self.measure(&session, kick, &result, conflicts).await?;
+            let directions = record.directions.clone();
             let (n, dbs) = (
                 name.to_string(),
                 [session.sides[0].db.clone(), session.sides[1].db.clone()],
@@ -187,6 +189,17 @@ impl SyncTask {
                 .map_err(|e| (render(&e), true))?;
             positions = new_positions;
             self.progressed = true;
+            crate::api::metrics::round(
+                name,
+                started.elapsed(),
+                [
+                    (session.sides[0].db.clone(), result.rows_into[0]),
+                    (session.sides[1].db.clone(), result.rows_into[1]),
+                ],
+                &directions,
+                conflicts,
+                result.parked.len(),
+            );
             if result.did_work() {
                 info!(sync = %name, keys = ?result.keys_from, rows = ?result.rows_into, chunks = result.chunks,
                       conflicts, ms = started.elapsed().as_millis() as u64, "round applied");

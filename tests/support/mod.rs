@@ -42,7 +42,11 @@ impl Pair {
         let config = dir.join("belt.yaml");
         std::fs::write(
             &config,
-            format!("catalog: {}\n{extra_config}", dir.join("belt.db").display()),
+            format!(
+                "catalog: {}\nlisten: unix:{}\n{extra_config}",
+                dir.join("belt.db").display(),
+                dir.join("api.sock").display()
+            ),
         )
         .unwrap();
         let pair = Pair { cluster, dir, config };
@@ -93,11 +97,11 @@ impl Pair {
             .expect("run beltctl")
     }
 
-    /// Runs beltctl and panics with its output unless it succeeds.
+    /// Runs beltctl, panics with its output unless it succeeds, returns its stdout.
     pub fn beltctl_ok(&self, args: &[&str]) -> String {
         let out = self.beltctl(args);
         assert!(out.status.success(), "beltctl {args:?} failed:\n{}", text(&out));
-        text(&out)
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     /// `add db src`, `add db dst`, `add sync app --dbs src:source,dst:target --tables TABLES`.
