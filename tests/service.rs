@@ -172,3 +172,109 @@ async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_password_appears_in_no_output_log_catalog_or_metric() {
+    const SECRET: &str = "Zq9-distinctive-S3cret";
+    let pair = Pair::with_schemas("create table t (id int primary key, v text)", "", "").await;
+    pair.src()
+        .await
+        .batch_execute(&format!("create role mover superuser login password '{SECRET}'"))
+        .await
+        .unwrap();
+    let mut outputs = String::new();
+    let run = |args: &[&str], env: &[(&str, &str)], outputs: &mut String| {
+        let out = pair.beltctl_env(args, env);
+        outputs.push_str(&crate::support::text(&out));
+        out
+    };
+    let env = [("BELT_TEST_PW", SECRET)];
+    for (name, db) in [("src", crate::support::SRC), ("dst", crate::support::DST)] {
+        let (port, dbname) = (format!("port={}", pair.cluster.port()), format!("dbname={db}"));
+        let args = [
+            "add",
+            "db",
+            name,
+            "host=127.0.0.1",
+            &port,
+            &dbname,
+            "user=mover",
+            "password_env=BELT_TEST_PW",
+        ];
+        assert!(run(&args, &env, &mut outputs).status.success(), "{outputs}");
+    }
+    assert!(
+        run(
+            &["add", "sync", "app", "--dbs", "src:source,dst:target"],
+            &env,
+            &mut outputs
+        )
+        .status
+        .success(),
+        "{outputs}"
+    );
+    let port = format!("port={}", pair.cluster.port());
+    run(
+        &[
+            "add",
+            "db",
+            "bad",
+            "host=127.0.0.1",
+            &port,
+            "dbname=postgres",
+            "user=mover",
+            "password_env=WRONG_PW",
+        ],
+        &env,
+        &mut outputs,
+    );
+    let failed = run(
+        &["add", "sync", "x", "--dbs", "bad:source,dst:target"],
+        &[("WRONG_PW", "not-it"), env[0]],
+        &mut outputs,
+    );
+    assert!(!failed.status.success(), "an auth failure must fail: {outputs}");
+
+    let log = pair.dir.join("secret-daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+        .arg("-c")
+        .arg(&pair.config)
+        .env("BELT_TEST_PW", SECRET)
+        .env("BELT_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        run(&["setup", "app", "--wait", "--timeout", "60"], &env, &mut outputs)
+            .status
+            .success(),
+        "{outputs}"
+    );
+    pair.src()
+        .await
+        .batch_execute("insert into t values (1, 'x')")
+        .await
+        .unwrap();
+    run(&["kick", "app", "--wait"], &env, &mut outputs);
+    run(&["status", "--json"], &env, &mut outputs);
+    run(&["list", "dbs", "--json"], &env, &mut outputs);
+    let (_, metrics) = get(&pair, "/metrics");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap();
+
+    let catalog = String::from_utf8_lossy(&crate::support::catalog_bytes(&pair)).to_string();
+    let daemon_log = std::fs::read_to_string(&log).unwrap();
+    for (what, text) in [
+        ("beltctl output", &outputs),
+        ("daemon log", &daemon_log),
+        ("catalog", &catalog),
+        ("metrics", &metrics),
+    ] {
+        assert!(!text.contains(SECRET), "the password leaked into the {what}");
+    }
+    assert!(
+        outputs.contains("refused the login"),
+        "the auth failure is reported: {outputs}"
+    );
+}
