@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::dbspec::{describe_config, DbSpec};
 use super::error::DbError;
 use super::pgpass;
+use super::tls;
 
 /// Settings pinned on every session, so that text forms of values and the meaning of
 /// our SQL do not depend on server or role defaults.
@@ -20,12 +21,7 @@ const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; \
 
 /// Connects to `spec`, resolving its password, and pins the session settings.
 pub async fn connect(spec: &DbSpec) -> Result<Client, DbError> {
-    let (client, connection) = open(spec).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "connection closed");
-        }
-    });
+    let client = open(spec, None).await?;
     pin_settings(spec, &client).await?;
     Ok(client)
 }
@@ -36,8 +32,52 @@ pub async fn connect_listening(
     spec: &DbSpec,
     notify: mpsc::UnboundedSender<String>,
 ) -> Result<Client, DbError> {
-    let (client, mut connection) = open(spec).await?;
+    let client = open(spec, Some(notify)).await?;
+    pin_settings(spec, &client).await?;
+    Ok(client)
+}
+
+async fn pin_settings(spec: &DbSpec, client: &Client) -> Result<(), DbError> {
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| DbError::query(&spec.name, "set session settings", e))
+}
+
+/// Opens a session and spawns the task that drives its connection (forwarding
+/// NOTIFYs to `notify` when given).
+async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> Result<Client, DbError> {
+    let mut config = spec.config().map_err(|e| DbError::Settings {
+        db: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("belt");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if let Some(pw) = resolve_password(spec, &config)? {
+        config.password(pw);
+    }
+    let target = describe_config(&config);
+    let settings = |message: String| DbError::Settings {
+        db: spec.name.clone(),
+        message,
+    };
+    let tls = spec.tls().map_err(|e| settings(e.to_string()))?;
+    let tls = tls::client_config(&tls).map_err(settings)?;
+    let (client, mut connection) = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .await
+        .map_err(|e| classify_connect_error(spec, target, e))?;
     tokio::spawn(async move {
+        let Some(notify) = notify else {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+            return;
+        };
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(msg) = messages.next().await {
             match msg {
@@ -54,44 +94,7 @@ pub async fn connect_listening(
             }
         }
     });
-    pin_settings(spec, &client).await?;
     Ok(client)
-}
-
-async fn pin_settings(spec: &DbSpec, client: &Client) -> Result<(), DbError> {
-    client
-        .batch_execute(SESSION_SETTINGS)
-        .await
-        .map_err(|e| DbError::query(&spec.name, "set session settings", e))
-}
-
-async fn open(
-    spec: &DbSpec,
-) -> Result<
-    (
-        Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    ),
-    DbError,
-> {
-    let mut config = spec.config().map_err(|e| DbError::Settings {
-        db: spec.name.clone(),
-        message: e.to_string(),
-    })?;
-    if config.get_application_name().is_none() {
-        config.application_name("belt");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    if let Some(pw) = resolve_password(spec, &config)? {
-        config.password(pw);
-    }
-    let target = describe_config(&config);
-    config
-        .connect(NoTls)
-        .await
-        .map_err(|e| classify_connect_error(spec, target, e))
 }
 
 fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Error) -> DbError {
@@ -100,6 +103,9 @@ fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Erro
     match e.code().map(|c| &c.code()[..2]) {
         Some("28") => DbError::Auth { db, target, reason },
         Some(_) => DbError::query(&spec.name, format!("connect ({target})"), e),
+        None if reason.contains("TLS") || reason.contains("certificate") => {
+            DbError::Tls { db, target, reason }
+        }
         None if reason.contains("password missing") => DbError::Auth {
             db,
             target,

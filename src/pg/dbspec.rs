@@ -84,11 +84,48 @@ impl DbSpec {
     }
 
     /// The tokio-postgres configuration, without a password.
+    /// The libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSL*`)
+    /// fills in what the settings leave out, as with psql.
     pub fn config(&self) -> Result<tokio_postgres::Config, DbSpecError> {
-        tokio_postgres::Config::from_str(&self.conninfo).map_err(|e| DbSpecError::Invalid {
+        let invalid = |message: String| DbSpecError::Invalid {
             db: self.name.clone(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let (rest, tls) = super::tls::split(&self.conninfo).map_err(invalid)?;
+        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(e.to_string()))?;
+        config.ssl_mode(tls.mode.negotiation());
+        if config.get_hosts().is_empty() {
+            match std::env::var("PGHOST") {
+                Ok(h) => config.host(&h),
+                Err(_) => config.host("/var/run/postgresql"),
+            };
+        }
+        if config.get_ports().is_empty() {
+            if let Some(p) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()) {
+                config.port(p);
+            }
+        }
+        if config.get_user().is_none() {
+            if let Ok(u) = std::env::var("PGUSER").or_else(|_| std::env::var("USER")) {
+                config.user(&u);
+            }
+        }
+        if config.get_dbname().is_none() {
+            if let Ok(d) = std::env::var("PGDATABASE") {
+                config.dbname(&d);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The TLS settings (sslmode, certificates) of this database.
+    pub fn tls(&self) -> Result<super::tls::TlsSettings, DbSpecError> {
+        super::tls::split(&self.conninfo)
+            .map(|(_, tls)| tls)
+            .map_err(|message| DbSpecError::Invalid {
+                db: self.name.clone(),
+                message,
+            })
     }
 
     /// `host=… port=… dbname=… user=…` for messages: what, never the secret.

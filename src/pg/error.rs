@@ -20,6 +20,13 @@ pub enum DbError {
         target: String,
         reason: String,
     },
+    /// The TLS handshake failed: certificate, host name or server refusing TLS.
+    #[error("cannot connect to database '{db}' securely ({target}): {reason}; check sslmode, sslrootcert and the host names in the server's certificate")]
+    Tls {
+        db: String,
+        target: String,
+        reason: String,
+    },
     /// The settings cannot be used (bad conninfo, unset password_env, …).
     #[error("database '{db}': {message}")]
     Settings { db: String, message: String },
@@ -50,7 +57,7 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         match self {
             DbError::Unreachable { .. } => true,
-            DbError::Auth { .. } | DbError::Settings { .. } => false,
+            DbError::Auth { .. } | DbError::Settings { .. } | DbError::Tls { .. } => false,
             DbError::Query { source, .. } => is_transient_pg(source),
         }
     }

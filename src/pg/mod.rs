@@ -7,6 +7,7 @@ pub mod error;
 pub mod introspect;
 pub mod pgpass;
 pub mod quote;
+pub mod tls;
 
 pub use connect::{connect, connect_listening};
 pub use dbspec::DbSpec;
