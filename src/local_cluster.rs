@@ -162,6 +162,25 @@ impl LocalCluster {
         .map(|_| ())
     }
 
+    /// Turns TLS on with the given certificate and key (PEM), as the server's user.
+    pub fn enable_ssl(&self, cert: &Path, key: &Path) -> Result<(), ClusterError> {
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.dir.join(name);
+            std::fs::copy(from, &to).map_err(io(format!("copy {}", from.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                .map_err(io(format!("chmod {}", to.display())))?;
+            if is_root() {
+                run(
+                    Command::new("chown").arg(format!("{SUPERUSER}:")).arg(&to),
+                    "chown certificate",
+                )?;
+            }
+        }
+        append(&self.dir.join("postgresql.auto.conf"), "\nssl = on\n")?;
+        self.pg_ctl(&["reload"], None).map(|_| ())
+    }
+
     /// The server log so far, for failing tests.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()

@@ -20,4 +20,5 @@ mod precheck;
 mod roundtrip;
 mod service;
 mod setup;
+mod tls;
 mod verify;
