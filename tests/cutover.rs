@@ -2,18 +2,9 @@
 //! new side come back to the old one, sequences and key-less tables follow, verify
 //! passes at each end; a failed gate leaves the old side authoritative and writable.
 
-use crate::support::{count, text, wait_for, Pair};
+use crate::support::{can_login, count, text, wait_for, Pair};
 
 const SCHEMA: &str = "create table t (id serial primary key, v text); create table notes (line text);";
-
-async fn can_login(pair: &Pair, role: &str) -> bool {
-    pair.src()
-        .await
-        .query_one("select rolcanlogin from pg_roles where rolname = $1", &[&role])
-        .await
-        .unwrap()
-        .get(0)
-}
 
 async fn set_up(pair: &Pair) {
     pair.src()

@@ -1,16 +1,7 @@
 //! Fencing and cleaning up: revoke-logins / restore-logins change exactly the roles
 //! they should, teardown leaves no belt object behind and can run again.
 
-use crate::support::{count, has_belt_schema, text, Pair, SRC};
-
-async fn can_login(pair: &Pair, role: &str) -> bool {
-    pair.src()
-        .await
-        .query_one("select rolcanlogin from pg_roles where rolname = $1", &[&role])
-        .await
-        .unwrap()
-        .get(0)
-}
+use crate::support::{can_login, count, has_belt_schema, text, Pair, SRC};
 
 #[tokio::test]
 async fn restore_logins_gives_back_only_what_revoke_took() {

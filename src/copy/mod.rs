@@ -122,7 +122,7 @@ pub async fn copy_chunk(
 }
 
 /// The key `rows` rows into `bounds` in key order, as text; `None` when fewer remain.
-async fn chunk_end(
+pub(crate) async fn chunk_end(
     client: &Client,
     db: &str,
     table: &TablePlan,

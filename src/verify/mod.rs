@@ -90,33 +90,6 @@ async fn row_hashes(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The upper key of the chunk of `rows` rows after `after` on the source, as text.
-async fn chunk_end(
-    c: &Client,
-    db: &str,
-    table: &TablePlan,
-    lower: &str,
-    rows: i64,
-) -> Result<Option<Vec<String>>, DbError> {
-    let texts = table
-        .key
-        .iter()
-        .map(|k| format!("s.{}::text", quote::ident(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "select {texts} from (select {k} from {t} where {lower} order by {k} offset {o} limit 1) s",
-        k = table.key_list(),
-        t = table.table.qualified(),
-        o = rows.max(1) - 1
-    );
-    let row = c
-        .query_opt(&sql, &[])
-        .await
-        .map_err(|e| DbError::query(db, format!("chunk {}", table.table.display_name()), e))?;
-    Ok(row.map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()))
-}
-
 /// Compares one table on both sides.
 pub async fn verify_table(
     s: &Sides<'_>,
@@ -156,7 +129,7 @@ pub async fn verify_table(
             Some(a) => format!("({}) > ({})", table.key_list(), table.key_values(a)),
             None => "true".into(),
         };
-        let hi = chunk_end(s.source, s.source_db, table, &lower, chunk_rows).await?;
+        let hi = crate::copy::chunk_end(s.source, s.source_db, table, &lower, chunk_rows).await?;
         let range = match &hi {
             Some(h) => format!("{lower} and {}", table.key_at_most(h)),
             None => lower,

@@ -327,3 +327,13 @@ pub fn postgres_bin(major: u32) -> PathBuf {
     }
     bin
 }
+
+/// Whether `role` may log in (roles are server-wide; asked on the source database).
+pub async fn can_login(pair: &Pair, role: &str) -> bool {
+    pair.src()
+        .await
+        .query_one("select rolcanlogin from pg_roles where rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .get(0)
+}
