@@ -101,7 +101,8 @@ pub async fn resolve(
     Ok(tables)
 }
 
-fn column_differences(src: &TableInfo, dst: &TableInfo) -> Vec<String> {
+/// What differs between two descriptions of one table, in words.
+pub fn column_differences(src: &TableInfo, dst: &TableInfo) -> Vec<String> {
     let mut out = Vec::new();
     for c in src.columns.iter().filter(|c| !c.generated) {
         match dst.columns.iter().find(|d| d.name == c.name) {

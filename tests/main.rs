@@ -12,6 +12,7 @@ mod crash;
 mod cross_version;
 mod cutover;
 mod daemon;
+mod drift;
 mod fence;
 mod multimaster;
 mod operator;

@@ -12,7 +12,9 @@ use super::setup::Setup;
 use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
 use crate::engine::clock::offset_ms;
 use crate::engine::conflict::BadStrategy;
+use crate::engine::drift;
 use crate::engine::round::pending;
+use crate::engine::TablePlan;
 use crate::engine::{run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy};
 use crate::pg::error::render;
 use crate::pg::introspect::TableName;
@@ -139,10 +141,16 @@ impl SyncTask {
             let kick = self.def.borrow().kick_seq;
             let stop = self.stop.clone();
             let started = Instant::now();
-            let round = run_round(&mut session.sides, &session.plans, &positions, &opts, &|| {
-                *stop.borrow()
-            })
-            .await;
+            let drifts = drift::check(&session.sides, &mut session.plans)
+                .await
+                .map_err(|e| (render(&e), e.is_transient()))?;
+            let plans: Vec<TablePlan> = session
+                .plans
+                .iter()
+                .filter(|p| !drifts.iter().any(|d| d.table == p.table.display_name()))
+                .cloned()
+                .collect();
+            let round = run_round(&mut session.sides, &plans, &positions, &opts, &|| *stop.borrow()).await;
             let result = match round {
                 Ok(r) => r,
                 Err(EngineError::ConflictAbort { conflicts }) => {
@@ -189,6 +197,20 @@ impl SyncTask {
                 .map_err(|e| (render(&e), true))?;
             positions = new_positions;
             self.progressed = true;
+            if !drifts.is_empty() {
+                let message = drifts
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                warn!(sync = %name, %message, "tables left out of the round");
+                crate::api::metrics::error(name);
+                let n = name.to_string();
+                let _ = self
+                    .catalog
+                    .call(move |c| c.set_state(&n, "replicating", Some(&message)))
+                    .await;
+            }
             crate::api::metrics::round(
                 name,
                 started.elapsed(),

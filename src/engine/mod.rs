@@ -4,6 +4,7 @@ pub mod apply;
 pub mod batch;
 pub mod clock;
 pub mod conflict;
+pub mod drift;
 pub mod echo;
 pub mod park;
 pub(crate) mod pipe;

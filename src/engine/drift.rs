@@ -1,0 +1,126 @@
+//! Schema drift during replication: before each round the columns of every table are
+//! read again on both sides. A table changed alike on both (a migration applied to
+//! both databases) is re-planned and goes on; a table whose sides differ (a column
+//! added on one only) is left out of the round with an error naming the table and
+//! the column — its changes wait in the delta table, nothing is lost — while the
+//! other tables go on. Once the sides match again it resumes by itself.
+
+use tokio_postgres::Client;
+
+use super::{Side, TablePlan};
+use crate::pg::introspect::{describe_table, TableName};
+use crate::pg::DbError;
+use crate::tables::column_differences;
+
+/// A table left out of the round, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub table: String,
+    pub message: String,
+}
+
+const SIGNATURES_SQL: &str = "
+select n.nspname::text, c.relname::text,
+       string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                  || case when a.attgenerated <> '' then ' generated' else '' end, ', ' order by a.attnum)
+  from pg_attribute a
+  join pg_class c on c.oid = a.attrelid
+  join pg_namespace n on n.oid = c.relnamespace
+ where (n.nspname::text, c.relname::text) in (select * from unnest($1::text[], $2::text[]))
+   and a.attnum > 0 and not a.attisdropped
+ group by 1, 2";
+
+fn signature(plan: &TablePlan) -> String {
+    plan.table
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                c.name,
+                c.type_name,
+                if c.generated { " generated" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn signatures(
+    c: &Client,
+    db: &str,
+    plans: &[TablePlan],
+) -> Result<Vec<(String, String, String)>, DbError> {
+    let schemas: Vec<&str> = plans.iter().map(|p| p.table.schema.as_str()).collect();
+    let names: Vec<&str> = plans.iter().map(|p| p.table.name.as_str()).collect();
+    let rows = c
+        .query(SIGNATURES_SQL, &[&schemas, &names])
+        .await
+        .map_err(|e| DbError::query(db, "read table columns", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Re-plans tables changed alike on both sides; returns the tables to leave out.
+pub async fn check(sides: &[Side; 2], plans: &mut [TablePlan]) -> Result<Vec<Drift>, DbError> {
+    if plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = [
+        signatures(&sides[0].client, &sides[0].db, plans).await?,
+        signatures(&sides[1].client, &sides[1].db, plans).await?,
+    ];
+    let mut drifts = Vec::new();
+    for plan in plans.iter_mut() {
+        let now: Vec<Option<&String>> = found
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .find(|(s, n, _)| *s == plan.table.schema && *n == plan.table.name)
+                    .map(|(_, _, sig)| sig)
+            })
+            .collect();
+        let planned = signature(plan);
+        if now.iter().all(|s| *s == Some(&planned)) {
+            continue;
+        }
+        if now[0].is_some() && now[0] == now[1] {
+            // Changed alike on both sides: take the new columns.
+            let name = TableName {
+                schema: plan.table.schema.clone(),
+                name: plan.table.name.clone(),
+            };
+            if let Some(info) = describe_table(&sides[0].client, &sides[0].db, &name).await? {
+                *plan = TablePlan::new(&info, &plan.delta, plan.sequences.clone());
+                tracing::info!(table = %plan.table.display_name(), "columns changed on both databases: re-planned");
+            }
+            continue;
+        }
+        let mut infos = Vec::new();
+        for side in sides {
+            let name = TableName {
+                schema: plan.table.schema.clone(),
+                name: plan.table.name.clone(),
+            };
+            infos.push(describe_table(&side.client, &side.db, &name).await?);
+        }
+        let message = match (&infos[0], &infos[1]) {
+            (Some(a), Some(b)) => column_differences(a, b)
+                .iter()
+                .map(|d| {
+                    d.replace("the source", &format!("'{}'", sides[0].db))
+                        .replace("the target", &format!("'{}'", sides[1].db))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => "the table is missing on one side".to_string(),
+        };
+        drifts.push(Drift {
+            table: plan.table.display_name(),
+            message: format!(
+                "table {} stopped: {message}; its changes wait until both databases have the same columns",
+                plan.table.display_name()
+            ),
+        });
+    }
+    Ok(drifts)
+}
