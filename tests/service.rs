@@ -278,3 +278,29 @@ async fn a_password_appears_in_no_output_log_catalog_or_metric() {
         "the auth failure is reported: {outputs}"
     );
 }
+
+#[test]
+fn check_config_names_the_bad_line_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("belt-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("belt.yaml");
+    std::fs::write(&file, "catalog: /tmp/x.db\nlisten: nowhere\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+        .arg("--check-config")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::write(&file, "catalog: /tmp/x.db\nlisten: 127.0.0.1:7999\n").unwrap();
+    let good = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+        .arg("--check-config")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(said.contains("listen") && said.contains("nowhere"), "{said}");
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+}
