@@ -14,7 +14,9 @@ mod store;
 
 pub use actor::CatalogHandle;
 pub use copying::CopyPart;
-pub use model::{ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus};
+pub use model::{
+    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus,
+};
 pub use records::CONFLICTS_KEPT;
 pub use status::RoundRecord;
 pub use store::Catalog;

@@ -29,6 +29,15 @@ impl Role {
     }
 }
 
+/// Which of a sync's two databases is copied and verified from: the first source.
+pub fn first_source(sources: [bool; 2]) -> usize {
+    if sources[0] {
+        0
+    } else {
+        1
+    }
+}
+
 /// One database taking part in a sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {

@@ -69,7 +69,7 @@ async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Resul
             check_receiver(&clients[i], &specs[i].name).await?;
         }
     }
-    let s = if pair[0].role == Role::Source { 0 } else { 1 };
+    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
     let tables = tables::resolve(
         &clients[s],
         &specs[s].name,

@@ -47,7 +47,7 @@ struct Report {
 pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliError> {
     let def = catalog.require_sync(&args.name)?;
     let pair = def.pair().map_err(CliError::Usage)?;
-    let s = if pair[0].role == Role::Source { 0 } else { 1 };
+    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
     let (src_spec, dst_spec) = (
         catalog.require_db(&pair[s].db)?,
         catalog.require_db(&pair[1 - s].db)?,

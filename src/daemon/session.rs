@@ -81,7 +81,7 @@ impl Session {
                 prepare_receiver(&sides[i].client, &sides[i].db).await?;
             }
         }
-        let first = if sources[0] { 0 } else { 1 };
+        let first = crate::catalog::first_source(sources);
         let (s, o) = (&sides[first], &sides[1 - first]);
         let infos = tables::resolve(
             &s.client,

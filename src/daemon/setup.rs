@@ -40,7 +40,7 @@ pub struct Setup<'a> {
 impl Setup<'_> {
     /// The database copied from (the first source) and the one copied to.
     fn ends(&self) -> (&DbSpec, &DbSpec) {
-        let first = if self.sources[0] { 0 } else { 1 };
+        let first = crate::catalog::first_source(self.sources);
         (&self.specs[first], &self.specs[1 - first])
     }
 

@@ -7,8 +7,6 @@
 //! repeats at most one chunk, which state-based apply makes harmless, and never starts
 //! a backlog over, because finished chunks' deltas are gone.
 
-use tokio_postgres::Client;
-
 use super::apply::{apply_chunk, ChunkError};
 use super::batch::{batch_filter, current_snapshot};
 use super::conflict::{Conflict, Strategy};
@@ -153,10 +151,6 @@ pub async fn run_round(
 
 /// Changes captured on `side` and not yet applied, and the age in seconds of the oldest.
 pub async fn pending(side: &Side, tables: &[TablePlan]) -> Result<(i64, f64), DbError> {
-    pending_on(&side.client, &side.db, tables).await
-}
-
-async fn pending_on(client: &Client, db: &str, tables: &[TablePlan]) -> Result<(i64, f64), DbError> {
     if tables.is_empty() {
         return Ok((0, 0.0));
     }
@@ -169,9 +163,10 @@ async fn pending_on(client: &Client, db: &str, tables: &[TablePlan]) -> Result<(
          from ({}) d",
         parts.join(" union all ")
     );
-    let row = client
+    let row = side
+        .client
         .query_one(&sql, &[])
         .await
-        .map_err(|e| DbError::query(db, "count pending changes", e))?;
+        .map_err(|e| DbError::query(&side.db, "count pending changes", e))?;
     Ok((row.get(0), row.get(1)))
 }

@@ -129,7 +129,7 @@ pub async fn precheck(
             }
         }
     }
-    let src = if roles[0] == Role::Source { 0 } else { 1 };
+    let src = crate::catalog::first_source(roles.map(|r| r == Role::Source));
     let dst = 1 - src;
     if versions[dst] < versions[src] {
         report.add(
