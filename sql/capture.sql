@@ -1,4 +1,4 @@
--- belt change capture, version 1.
+-- belt change capture, version 2.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -51,9 +51,32 @@ begin
 end
 $$;
 
+-- Drops every capture trigger belt may have put on a table (both modes).
+create or replace function belt.drop_capture_triggers(p_rel text) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
+as $fn$
+declare
+    v_name text;
+begin
+    foreach v_name in array array['belt_capture_ins', 'belt_capture_upd', 'belt_capture_del',
+                                  'belt_capture_row', 'belt_capture_kick', 'belt_capture_truncate']
+    loop
+        execute format('drop trigger if exists %I on %s', v_name, p_rel);
+    end loop;
+end
+$fn$;
+
 -- Installs capture on one table. p_mode is 'statement' (statement-level triggers with
 -- transition tables, the default) or 'row' (row-level triggers, kept for the
 -- benchmark that compares the two). Returns the delta table's name.
+--
+-- When the table already has this capture (same trigger function, every trigger
+-- there) nothing is locked or changed: a daemon restart under load must not queue
+-- behind or block the application. Otherwise the application's table is locked
+-- first, then the delta table: an application transaction takes them in that order
+-- too (its statement, then the trigger's insert), so the two cannot deadlock.
 create or replace function belt.install_table(
     p_schema text, p_table text, p_keys text[], p_mode text default 'statement'
 ) returns text
@@ -70,6 +93,7 @@ declare
     v_new text;       -- new."a", new."b"
     v_changed text;   -- old."a" is distinct from new."a" or ...
     v_body text;
+    v_triggers text[];
     v_found integer;
 begin
     select string_agg(format('%I', k), ', ' order by i),
@@ -86,21 +110,6 @@ begin
         raise exception 'belt: key columns % not found on %', p_keys, v_rel;
     end if;
 
-    execute format(
-        'create table if not exists belt.%I (%s, '
-        'belt_txid bigint not null default txid_current(), '
-        'belt_changed_at timestamptz not null default clock_timestamp())',
-        v_delta, v_coldefs);
-    execute format('create index if not exists %I on belt.%I (%s)',
-        v_delta || '_key', v_delta, v_cols);
-
-    execute format('drop trigger if exists belt_capture_ins on %s', v_rel);
-    execute format('drop trigger if exists belt_capture_upd on %s', v_rel);
-    execute format('drop trigger if exists belt_capture_del on %s', v_rel);
-    execute format('drop trigger if exists belt_capture_row on %s', v_rel);
-    execute format('drop trigger if exists belt_capture_kick on %s', v_rel);
-    execute format('drop trigger if exists belt_capture_truncate on %s', v_rel);
-
     if p_mode = 'statement' then
         v_body := format($body$
             begin
@@ -116,18 +125,7 @@ begin
                 return null;
             end
         $body$, v_delta, v_cols);
-        execute format(
-            'create or replace function belt.%I() returns trigger language plpgsql '
-            'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
-        execute format('create trigger belt_capture_ins after insert on %s '
-            'referencing new table as belt_new for each statement execute function belt.%I()',
-            v_rel, v_delta || '_fn');
-        execute format('create trigger belt_capture_upd after update on %s '
-            'referencing old table as belt_old new table as belt_new '
-            'for each statement execute function belt.%I()', v_rel, v_delta || '_fn');
-        execute format('create trigger belt_capture_del after delete on %s '
-            'referencing old table as belt_old for each statement execute function belt.%I()',
-            v_rel, v_delta || '_fn');
+        v_triggers := array['belt_capture_del', 'belt_capture_ins', 'belt_capture_truncate', 'belt_capture_upd'];
     elsif p_mode = 'row' then
         v_body := format($body$
             begin
@@ -144,15 +142,49 @@ begin
                 return null;
             end
         $body$, v_delta, v_cols, v_new, v_old, v_changed);
-        execute format(
-            'create or replace function belt.%I() returns trigger language plpgsql '
-            'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
+        v_triggers := array['belt_capture_kick', 'belt_capture_row', 'belt_capture_truncate'];
+    else
+        raise exception 'belt: unknown capture mode %', p_mode;
+    end if;
+
+    if to_regclass(format('belt.%I', v_delta)) is not null
+       and exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                    where n.nspname = 'belt' and p.proname = v_delta || '_fn' and p.prosrc = v_body)
+       and (select array_agg(tgname::text order by tgname::text collate "C") from pg_trigger
+             where tgrelid = v_rel::regclass and tgname like 'belt\_capture\_%') = v_triggers
+    then
+        return v_delta;
+    end if;
+
+    execute format('lock table %s in access exclusive mode', v_rel);
+    execute format(
+        'create table if not exists belt.%I (%s, '
+        'belt_txid bigint not null default txid_current(), '
+        'belt_changed_at timestamptz not null default clock_timestamp())',
+        v_delta, v_coldefs);
+    execute format('create index if not exists %I on belt.%I (%s)',
+        v_delta || '_key', v_delta, v_cols);
+
+    perform belt.drop_capture_triggers(v_rel);
+
+    execute format(
+        'create or replace function belt.%I() returns trigger language plpgsql '
+        'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
+    if p_mode = 'statement' then
+        execute format('create trigger belt_capture_ins after insert on %s '
+            'referencing new table as belt_new for each statement execute function belt.%I()',
+            v_rel, v_delta || '_fn');
+        execute format('create trigger belt_capture_upd after update on %s '
+            'referencing old table as belt_old new table as belt_new '
+            'for each statement execute function belt.%I()', v_rel, v_delta || '_fn');
+        execute format('create trigger belt_capture_del after delete on %s '
+            'referencing old table as belt_old for each statement execute function belt.%I()',
+            v_rel, v_delta || '_fn');
+    else
         execute format('create trigger belt_capture_row after insert or update or delete on %s '
             'for each row execute function belt.%I()', v_rel, v_delta || '_fn');
         execute format('create trigger belt_capture_kick after insert or update or delete on %s '
             'for each statement execute function belt.kick()', v_rel);
-    else
-        raise exception 'belt: unknown capture mode %', p_mode;
     end if;
 
     execute format('create trigger belt_capture_truncate after truncate on %s '
@@ -182,12 +214,7 @@ declare
     v_delta text := belt.delta_name(p_schema, p_table);
 begin
     if to_regclass(v_rel) is not null then
-        execute format('drop trigger if exists belt_capture_ins on %s', v_rel);
-        execute format('drop trigger if exists belt_capture_upd on %s', v_rel);
-        execute format('drop trigger if exists belt_capture_del on %s', v_rel);
-        execute format('drop trigger if exists belt_capture_row on %s', v_rel);
-        execute format('drop trigger if exists belt_capture_kick on %s', v_rel);
-        execute format('drop trigger if exists belt_capture_truncate on %s', v_rel);
+        perform belt.drop_capture_triggers(v_rel);
     end if;
     execute format('drop function if exists belt.%I()', v_delta || '_fn');
     execute format('drop table if exists belt.%I', v_delta);
@@ -196,4 +223,4 @@ end
 $fn$;
 
 delete from belt.meta;
-insert into belt.meta (version) values (1);
+insert into belt.meta (version) values (2);

@@ -60,6 +60,10 @@ pub struct Config {
     /// Rows per checkpointed chunk of the initial copy.
     #[serde(default = "default_copy_chunk_rows")]
     pub copy_chunk_rows: i64,
+    /// Milliseconds one step (a chunk, a snapshot, a connect) may wait for a database
+    /// that answers nothing, before its session is dropped and the step retried.
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
 }
 
 /// A configuration that cannot be used.
@@ -114,6 +118,10 @@ fn default_copy_jobs() -> usize {
 
 fn default_copy_chunk_rows() -> i64 {
     crate::copy::DEFAULT_COPY_CHUNK_ROWS
+}
+
+fn default_stall_timeout_ms() -> u64 {
+    crate::pg::deadline::DEFAULT_STALL_TIMEOUT.as_millis() as u64
 }
 
 fn default_chunk_keys() -> i64 {
@@ -180,12 +188,20 @@ impl Config {
         if self.copy_chunk_rows < 1 {
             return Err(invalid("copy_chunk_rows", "must be at least 1"));
         }
+        if self.stall_timeout_ms < 100 {
+            return Err(invalid("stall_timeout_ms", "must be at least 100"));
+        }
         Ok(())
     }
 
     /// The timer poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// How long one step may wait for a silent database.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
     }
 }
 

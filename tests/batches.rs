@@ -3,6 +3,7 @@
 
 use belt::daemon::session::Session;
 use belt::engine::{run_round, RoundOptions, Snapshot};
+use belt::pg::deadline::DEFAULT_STALL_TIMEOUT;
 use belt::pg::introspect::TableName;
 
 use crate::support::{assert_same, count, rows, Pair, DST, SRC};
@@ -13,7 +14,7 @@ async fn open(pair: &Pair) -> Session {
         name: "t".into(),
     };
     let specs = [pair.spec("src", SRC), pair.spec("dst", DST)];
-    Session::open([&specs[0], &specs[1]], [true, false], &[t])
+    Session::open([&specs[0], &specs[1]], [true, false], &[t], DEFAULT_STALL_TIMEOUT)
         .await
         .unwrap()
 }

@@ -13,6 +13,7 @@ mod cross_version;
 mod cutover;
 mod daemon;
 mod drift;
+mod faults;
 mod fence;
 mod multimaster;
 mod operator;

@@ -3,6 +3,7 @@
 
 use belt::daemon::session::Session;
 use belt::engine::{run_round, Conflict, RoundOptions, RoundResult, Snapshot, Strategy};
+use belt::pg::deadline::DEFAULT_STALL_TIMEOUT;
 use belt::pg::introspect::TableName;
 use tokio_postgres::Client;
 
@@ -29,9 +30,14 @@ impl Both {
             })
             .collect();
         let specs = [pair.spec("a", SRC), pair.spec("b", DST)];
-        let session = Session::open([&specs[0], &specs[1]], [true, true], &names)
-            .await
-            .unwrap();
+        let session = Session::open(
+            [&specs[0], &specs[1]],
+            [true, true],
+            &names,
+            DEFAULT_STALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
         let (a, b) = (pair.src().await, pair.dst().await);
         let opts = RoundOptions {
             strategy,

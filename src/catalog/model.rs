@@ -79,7 +79,12 @@ impl SyncDef {
 pub struct SyncStatus {
     /// `starting`, `replicating`, `retrying`, `failed`, `paused`, `stopped`.
     pub state: String,
+    /// The error that stops or slows the sync now; cleared by the next good round.
     pub last_error: Option<String>,
+    /// Errors reported since the sync was added, and when the newest was: an outage
+    /// the sync recovered from stays visible here.
+    pub errors: i64,
+    pub last_error_at: Option<String>,
     pub rounds: i64,
     pub rows_applied: i64,
     /// Changed keys captured on the sources and not applied yet.

@@ -27,7 +27,7 @@ impl Catalog {
                  (select count(*) from parked p where p.sync = ?1), \
                  (select coalesce(sum(rows), 0) from copy_progress c where c.sync = ?1), \
                  (select coalesce(sum(max(total, rows)), 0) from copy_progress c where c.sync = ?1), \
-                 (select copy from syncs s where s.name = ?1) \
+                 (select copy from syncs s where s.name = ?1), errors, last_error_at \
                  from sync_status where sync = ?1",
                 [sync],
                 |r| {
@@ -48,6 +48,8 @@ impl Catalog {
                         copy_rows: r.get(13)?,
                         copy_total: r.get(14)?,
                         copy_state: r.get(15)?,
+                        errors: r.get(16)?,
+                        last_error_at: r.get(17)?,
                     })
                 },
             )
@@ -64,6 +66,9 @@ impl Catalog {
         self.conn
             .execute(
                 "update sync_status set state = ?2, last_error = coalesce(?3, last_error), \
+                 errors = errors + (?3 is not null), \
+                 last_error_at = case when ?3 is null then last_error_at \
+                                      else strftime('%Y-%m-%dT%H:%M:%fZ', 'now') end, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where sync = ?1",
                 params![sync, state, error],
             )

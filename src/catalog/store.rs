@@ -12,7 +12,11 @@ use crate::pg::introspect::TableInfo;
 use crate::pg::DbSpec;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The open catalog file.
 pub struct Catalog {

@@ -131,6 +131,7 @@ pub async fn status(catalog: &mut Catalog, args: StatusArgs, listen: &str) -> Re
             "rounds",
             "rows applied",
             "last round",
+            "errors",
             "last error",
         ],
         |r| {
@@ -142,6 +143,7 @@ pub async fn status(catalog: &mut Catalog, args: StatusArgs, listen: &str) -> Re
                 r.status.rounds.to_string(),
                 r.status.rows_applied.to_string(),
                 r.status.last_round_at.clone().unwrap_or_default(),
+                r.status.errors.to_string(),
                 r.status.last_error.clone().unwrap_or_default(),
             ]
         },

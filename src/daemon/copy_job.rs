@@ -28,6 +28,8 @@ pub struct CopyJob {
     pub tables: Vec<TablePlan>,
     pub jobs: usize,
     pub chunk_rows: i64,
+    /// How long one chunk may wait for a silent database.
+    pub stall: std::time::Duration,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -159,7 +161,9 @@ impl CopyJob {
                 after: after.as_deref(),
                 upper: part.upper_key.as_deref(),
             };
-            let copied = copy_chunk(
+            let what = format!("copying {}", table.table.display_name());
+            let both = format!("{}' or '{}", self.from.name, self.to.name);
+            let chunk = copy_chunk(
                 End {
                     db: &self.from.name,
                     client: from,
@@ -171,9 +175,10 @@ impl CopyJob {
                 &table,
                 range,
                 self.chunk_rows,
-            )
-            .await
-            .map_err(db_failure)?;
+            );
+            let copied = crate::pg::within(self.stall, &both, &what, chunk)
+                .await
+                .map_err(db_failure)?;
             crate::api::metrics::copied(&self.sync, copied.rows);
             let done = copied.last_key.is_none();
             let checkpoint = if done {

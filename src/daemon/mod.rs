@@ -192,13 +192,9 @@ async fn reconcile(
             catalog: catalog.clone(),
             def: def_rx,
             stop: stop_rx,
-            poll: config.poll_interval(),
-            chunk_keys: config.chunk_keys,
+            config: config.clone(),
             progressed: false,
-            max_clock_offset_ms: config.max_clock_offset_ms,
-            copy_jobs: config.copy_jobs,
             setups: setups.clone(),
-            copy_chunk_rows: config.copy_chunk_rows,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
         info!(sync = %name, "sync task started");

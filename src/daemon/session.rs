@@ -53,6 +53,7 @@ impl Session {
         specs: [&DbSpec; 2],
         sources: [bool; 2],
         tables: &[TableName],
+        stall: std::time::Duration,
     ) -> Result<Session, SessionError> {
         let (notify, notifications) = mpsc::unbounded_channel();
         let mut clients = Vec::with_capacity(2);
@@ -76,6 +77,15 @@ impl Session {
                 source: sources[1],
             },
         ];
+        for side in &sides {
+            // A transaction left open by a session belt gave up on (a network outage
+            // mid-chunk) must not hold the application's rows locked for long.
+            let limit = stall.as_millis() * 2;
+            side.client
+                .batch_execute(&format!("set idle_in_transaction_session_timeout = {limit}"))
+                .await
+                .map_err(|e| DbError::query(&side.db, "limit idle transactions", e))?;
+        }
         for i in 0..2 {
             if sources[1 - i] {
                 prepare_receiver(&sides[i].client, &sides[i].db).await?;

@@ -33,8 +33,7 @@ pub struct Setup<'a> {
     pub specs: &'a [DbSpec; 2],
     pub sources: [bool; 2],
     pub stop: &'a watch::Receiver<bool>,
-    pub copy_jobs: usize,
-    pub copy_chunk_rows: i64,
+    pub config: &'a crate::config::Config,
 }
 
 impl Setup<'_> {
@@ -129,8 +128,9 @@ impl Setup<'_> {
                 from: from.clone(),
                 to: to.clone(),
                 tables,
-                jobs: self.copy_jobs,
-                chunk_rows: self.copy_chunk_rows,
+                jobs: self.config.copy_jobs,
+                chunk_rows: self.config.copy_chunk_rows,
+                stall: self.config.stall_timeout(),
                 stop: self.stop.clone(),
             };
             if !job.run().await? {

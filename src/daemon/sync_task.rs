@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::session::Session;
 use super::setup::Setup;
 use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
+use crate::config::Config;
 use crate::engine::clock::offset_ms;
 use crate::engine::conflict::BadStrategy;
 use crate::engine::drift;
@@ -18,7 +19,7 @@ use crate::engine::TablePlan;
 use crate::engine::{run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy};
 use crate::pg::error::render;
 use crate::pg::introspect::TableName;
-use crate::pg::DbSpec;
+use crate::pg::{within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -32,17 +33,12 @@ pub struct SyncTask {
     pub def: watch::Receiver<SyncDef>,
     /// Set to true to stop after the current chunk.
     pub stop: watch::Receiver<bool>,
-    pub poll: Duration,
-    pub chunk_keys: i64,
+    /// The configuration when the task started (a reload restarts changed syncs).
+    pub config: Config,
     /// Set once a round succeeds, so the next failure starts its backoff afresh.
     pub progressed: bool,
-    /// Clock offset above which each round warns.
-    pub max_clock_offset_ms: f64,
-    /// Initial copy: tables at once, rows per chunk.
-    pub copy_jobs: usize,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
-    pub copy_chunk_rows: i64,
 }
 
 /// A sync's definition as read from the catalog for one connection.
@@ -94,8 +90,9 @@ impl SyncTask {
             .parse()
             .map_err(|e: BadStrategy| (e.to_string(), false))?;
         let opts = RoundOptions {
-            chunk_keys: self.chunk_keys,
+            chunk_keys: self.config.chunk_keys,
             strategy,
+            stall: self.config.stall_timeout(),
         };
         let mut positions = loaded.positions.clone();
         let setup = Setup {
@@ -104,8 +101,7 @@ impl SyncTask {
             specs: &loaded.specs,
             sources: loaded.sources,
             stop: &self.stop,
-            copy_jobs: self.copy_jobs,
-            copy_chunk_rows: self.copy_chunk_rows,
+            config: &self.config,
         };
         // Setups (schema, copy, indexes) run at most `setup_jobs` at a time.
         let permit = if def.copy != "done" {
@@ -120,13 +116,17 @@ impl SyncTask {
             None
         };
         let copy = setup.before_connect(&def.copy).await?;
-        let mut session = Session::open(
+        let stall = self.config.stall_timeout();
+        let both = format!("{}' or '{}", loaded.specs[0].name, loaded.specs[1].name);
+        let open = Session::open(
             [&loaded.specs[0], &loaded.specs[1]],
             loaded.sources,
             &loaded.tables,
-        )
-        .await
-        .map_err(|e| (render(&e), e.is_transient()))?;
+            stall,
+        );
+        let mut session = within(stall, &both, "connecting and installing capture", open)
+            .await
+            .map_err(|e| (render(&e), e.is_transient()))?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
         if copy != "done" && !setup.after_connect(&copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
@@ -141,7 +141,8 @@ impl SyncTask {
             let kick = self.def.borrow().kick_seq;
             let stop = self.stop.clone();
             let started = Instant::now();
-            let drifts = drift::check(&session.sides, &mut session.plans)
+            let check = drift::check(&session.sides, &mut session.plans);
+            let drifts = within(stall, &both, "reading the tables' columns", check)
                 .await
                 .map_err(|e| (render(&e), e.is_transient()))?;
             let plans: Vec<TablePlan> = session
@@ -177,7 +178,10 @@ impl SyncTask {
             let Some(new_positions) = result.positions.clone() else {
                 return Ok(()); // stopped between chunks
             };
-            let record = self.measure(&session, kick, &result, conflicts).await?;
+            let measured = self.measure(&session, kick, &result, conflicts);
+            let record = within(stall, &both, "counting pending changes", measured)
+                .await
+                .map_err(|e| (render(&e), e.is_transient()))?;
             let directions = record.directions.clone();
             let (n, dbs) = (
                 name.to_string(),
@@ -243,13 +247,11 @@ impl SyncTask {
         kick: i64,
         result: &RoundResult,
         conflicts: usize,
-    ) -> Result<RoundRecord, (String, bool)> {
+    ) -> Result<RoundRecord, DbError> {
         let mut directions = Vec::new();
         for (i, side) in session.sides.iter().enumerate() {
             if side.source {
-                let (pending_rows, lag_seconds) = pending(side, &session.plans)
-                    .await
-                    .map_err(|e| (render(&e), e.is_transient()))?;
+                let (pending_rows, lag_seconds) = pending(side, &session.plans).await?;
                 directions.push(DirectionStatus {
                     from: side.db.clone(),
                     to: session.sides[1 - i].db.clone(),
@@ -258,13 +260,11 @@ impl SyncTask {
                 });
             }
         }
-        let offset = offset_ms(&session.sides)
-            .await
-            .map_err(|e| (render(&e), e.is_transient()))?;
-        if offset.abs() > self.max_clock_offset_ms {
+        let offset = offset_ms(&session.sides).await?;
+        if offset.abs() > self.config.max_clock_offset_ms {
             warn!(
                 offset_ms = offset,
-                bound_ms = self.max_clock_offset_ms,
+                bound_ms = self.config.max_clock_offset_ms,
                 "clocks of the two databases differ by more than max_clock_offset_ms: \
                    the later clock wins conflicts; fix NTP on the servers"
             );
@@ -336,7 +336,7 @@ impl SyncTask {
 
     /// Waits for a notification, a kick, the poll timer or a stop request.
     async fn wait_for_work(&mut self, session: &mut Session, kick_done: i64) {
-        let deadline = Instant::now() + self.poll;
+        let deadline = Instant::now() + self.config.poll_interval();
         loop {
             if self.def.borrow().kick_seq > kick_done || *self.stop.borrow() {
                 return;

@@ -50,15 +50,18 @@ impl From<DbError> for ChunkError {
     }
 }
 
-/// Applies the next chunk of `table` in both directions. `batches[i]` is the batch
-/// filter of side `i` when it is a source. `None` when neither side has keys left.
+/// Applies the next chunk of `table` in both directions: the first `limit` changed
+/// keys after `after` (from the start when `None`). `batches[i]` is the batch filter
+/// of side `i` when it is a source. `None` when neither side has keys left.
 pub async fn apply_chunk(
     sides: &mut [Side; 2],
     table: &TablePlan,
     batches: &[Option<String>; 2],
+    after: Option<&[String]>,
     limit: i64,
     strategy: Strategy,
 ) -> Result<Option<ChunkResult>, ChunkError> {
+    let above = after.map(|lo| table.key_above(lo));
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
     let ta = begin(&mut a.client, dbs[0]).await?;
@@ -70,7 +73,11 @@ pub async fn apply_chunk(
     for i in 0..2 {
         if let Some(batch) = &batches[i] {
             snaps[i] = Some(chunk_snapshot(txs[i], dbs[i]).await?);
-            his[i] = last_key_of_chunk(txs[i], dbs[i], table, batch, limit).await?;
+            let filter = match &above {
+                Some(a) => format!("{batch} and {a}"),
+                None => batch.clone(),
+            };
+            his[i] = last_key_of_chunk(txs[i], dbs[i], table, &filter, limit).await?;
         }
     }
     let hi = match his {
@@ -78,7 +85,10 @@ pub async fn apply_chunk(
         [Some(h), None] | [None, Some(h)] => h,
         [Some(x), Some(y)] => smaller(txs[0], dbs[0], table, x, y).await?,
     };
-    let range = table.key_at_most(&hi);
+    let range = match &above {
+        Some(a) => format!("{a} and {}", table.key_at_most(&hi)),
+        None => table.key_at_most(&hi),
+    };
     let applied: Result<ChunkResult, EngineError> = async {
         for i in 0..2 {
             create_temp_tables(txs[i], dbs[i], table).await?;

@@ -81,6 +81,11 @@ impl TablePlan {
         format!("({}) <= ({})", self.key_list(), self.key_values(hi))
     }
 
+    /// `(k1, k2) > ('v1'::t1, 'v2'::t2)`: the keys after `lo`.
+    pub fn key_above(&self, lo: &[String]) -> String {
+        format!("({}) > ({})", self.key_list(), self.key_values(lo))
+    }
+
     /// Name of this table's temp table (`kind` is `k` for keys, `r` for rows) on the target.
     pub fn temp_table(&self, kind: char) -> String {
         format!("pg_temp.{}", quote::ident(&format!("belt_{kind}_{}", self.delta)))

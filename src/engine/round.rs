@@ -14,10 +14,14 @@ use super::park::{self, Parked};
 use super::plan::TablePlan;
 use super::snapshot::Snapshot;
 use super::{sequences, truncate, EngineError, Side};
-use crate::pg::DbError;
+use crate::pg::deadline::DEFAULT_STALL_TIMEOUT;
+use crate::pg::{within, DbError};
 
-/// Times a chunk that raced an application write is retried before the round fails.
-const CHUNK_RETRIES: u32 = 20;
+/// Tries of a chunk that races application writes before it is cut smaller, and of
+/// a one-key chunk before that key is left for the next round.
+const RACE_TRIES: u32 = 2;
+/// How much smaller a racing chunk gets.
+const RACE_SHRINK: i64 = 8;
 
 /// Whether a chunk lost a race with an application write (serialization failure or
 /// deadlock): retrying it on fresh snapshots is the fix.
@@ -33,6 +37,8 @@ pub const DEFAULT_CHUNK_KEYS: i64 = 20_000;
 pub struct RoundOptions {
     pub chunk_keys: i64,
     pub strategy: Strategy,
+    /// How long one step (a chunk, a snapshot) may wait for an answer.
+    pub stall: std::time::Duration,
 }
 
 impl Default for RoundOptions {
@@ -40,6 +46,7 @@ impl Default for RoundOptions {
         RoundOptions {
             chunk_keys: DEFAULT_CHUNK_KEYS,
             strategy: Strategy::Latest,
+            stall: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -59,6 +66,9 @@ pub struct RoundResult {
     pub conflicts: Vec<Conflict>,
     /// Keys set aside this round because their rows could not be applied.
     pub parked: Vec<Parked>,
+    /// Keys left for the next round because the application kept writing them while
+    /// belt applied them (a hot row over a slow link).
+    pub deferred: u64,
 }
 
 impl RoundResult {
@@ -77,11 +87,14 @@ pub async fn run_round(
     opts: &RoundOptions,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<RoundResult, EngineError> {
+    let stall = opts.stall;
+    let both = format!("{}' or '{}", sides[0].db, sides[1].db);
     let mut snapshots: [Option<Snapshot>; 2] = [None, None];
     for i in 0..2 {
         if sides[i].source {
-            snapshots[i] =
-                Some(current_snapshot(&sides[i].client, &sides[i].db, positions[i].as_ref()).await?);
+            let (side, position) = (&sides[i], positions[i].as_ref());
+            let snapshot = current_snapshot(&side.client, &side.db, position);
+            snapshots[i] = Some(within(stall, &side.db, "taking the round's snapshot", snapshot).await?);
         }
     }
     let batches = snapshots.clone().map(|s| s.map(|s| batch_filter(&s)));
@@ -90,14 +103,18 @@ pub async fn run_round(
         if let Some(batch) = batch {
             let [a, b] = sides;
             let (from, to) = if i == 0 { (a, &*b) } else { (b, &*a) };
-            result.truncates += truncate::apply_truncates(from, to, tables, batch).await?;
+            let truncates = truncate::apply_truncates(from, to, tables, batch);
+            result.truncates += within(stall, &both, "applying truncates", truncates).await?;
         }
     }
     for table in tables {
         let mut limit = opts.chunk_keys;
-        let mut retries = 0u32;
+        let mut tries = 0u32;
+        let mut after: Option<Vec<String>> = None;
+        let what = format!("applying a chunk of {}", table.table.display_name());
         loop {
-            match apply_chunk(sides, table, &batches, limit, opts.strategy).await {
+            let chunk = apply_chunk(sides, table, &batches, after.as_deref(), limit, opts.strategy);
+            match within(stall, &both, &what, chunk).await {
                 Ok(None) => break,
                 Ok(Some(chunk)) => {
                     for i in 0..2 {
@@ -108,7 +125,7 @@ pub async fn run_round(
                     result.conflicts.extend(chunk.conflicts);
                     tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
                     limit = (limit * 2).min(opts.chunk_keys);
-                    retries = 0;
+                    tries = 0;
                     if stop() {
                         return Ok(result);
                     }
@@ -121,18 +138,41 @@ pub async fn run_round(
                         limit = (limit / 2).max(1);
                         continue;
                     }
-                    let parked = park::park(sides, table, &key, &error).await?;
+                    let parked = within(
+                        stall,
+                        &both,
+                        "parking a row",
+                        park::park(sides, table, &key, &error),
+                    )
+                    .await?;
                     tracing::warn!(table = %table.table.display_name(), key = ?parked.key,
                                    error = %parked.error, "row parked");
                     result.parked.push(parked);
                     limit = opts.chunk_keys;
                 }
-                Err(e) if is_serialization_failure(&e.error) && retries < CHUNK_RETRIES => {
+                Err(e) if is_serialization_failure(&e.error) => {
                     // An application wrote a row of this chunk after the chunk's
-                    // snapshot: decide again on fresh snapshots, right away.
-                    retries += 1;
-                    tracing::debug!(table = %table.table.display_name(), retries, "chunk raced a write; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(retries))).await;
+                    // snapshot: decide again on fresh snapshots. A chunk that keeps
+                    // losing is cut smaller, so the keys nobody is writing go through;
+                    // a single key that keeps losing waits for the next round, its
+                    // deltas kept, instead of stopping the sync.
+                    tries += 1;
+                    tracing::debug!(table = %table.table.display_name(), tries, limit, "chunk raced a write");
+                    if tries < RACE_TRIES {
+                        tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+                    } else if limit > 1 {
+                        limit = (limit / RACE_SHRINK).max(1);
+                        tries = 0;
+                    } else if let Some(key) = e.last_key {
+                        tracing::info!(table = %table.table.display_name(), key = ?key,
+                                       "key written during every try: left for the next round");
+                        result.deferred += 1;
+                        after = Some(key);
+                        limit = opts.chunk_keys;
+                        tries = 0;
+                    } else {
+                        return Err(e.error);
+                    }
                 }
                 Err(e) => return Err(e.error),
             }
@@ -140,9 +180,10 @@ pub async fn run_round(
     }
     let [first, second] = sides;
     let seqs: Vec<_> = tables.iter().flat_map(|t| t.sequences.iter().cloned()).collect();
+    let what = "carrying sequences";
     match (first.source, second.source) {
-        (true, false) => sequences::carry(first, second, &seqs).await?,
-        (false, true) => sequences::carry(second, first, &seqs).await?,
+        (true, false) => within(stall, &both, what, sequences::carry(first, second, &seqs)).await?,
+        (false, true) => within(stall, &both, what, sequences::carry(second, first, &seqs)).await?,
         _ => 0,
     };
     result.positions = Some(snapshots);

@@ -30,6 +30,10 @@ pub enum DbError {
     /// The settings cannot be used (bad conninfo, unset password_env, …).
     #[error("database '{db}': {message}")]
     Settings { db: String, message: String },
+    /// The database answered nothing for too long (a dead or partitioned network
+    /// path); the session is dropped and the work tried again on a new one.
+    #[error("database '{db}' answered nothing for {secs:.0}s while belt was {what}; the network path may be down, retrying on a new connection (stall_timeout_ms sets the limit)")]
+    Stalled { db: String, what: String, secs: f64 },
     /// A statement failed.
     #[error("database '{db}': {context}")]
     Query {
@@ -56,7 +60,7 @@ impl DbError {
     /// privileges, data that does not fit) are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Unreachable { .. } => true,
+            DbError::Unreachable { .. } | DbError::Stalled { .. } => true,
             DbError::Auth { .. } | DbError::Settings { .. } | DbError::Tls { .. } => false,
             DbError::Query { source, .. } => is_transient_pg(source),
         }

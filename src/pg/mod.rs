@@ -3,6 +3,7 @@
 pub mod binaries;
 pub mod connect;
 pub mod dbspec;
+pub mod deadline;
 pub mod error;
 pub mod introspect;
 pub mod pgpass;
@@ -11,4 +12,5 @@ pub mod tls;
 
 pub use connect::{connect, connect_listening};
 pub use dbspec::DbSpec;
+pub use deadline::within;
 pub use error::DbError;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,9 +19,12 @@ pub const SRC: &str = "app_src";
 /// Target database name inside the test cluster.
 pub const DST: &str = "app_dst";
 
-/// One cluster holding a source and a target database, plus a catalog of its own.
+/// A source and a target database, plus a catalog of its own. Both databases live
+/// in `cluster` unless the pair was made with [`Pair::on_two_servers`].
 pub struct Pair {
     pub cluster: LocalCluster,
+    /// The target's own server, when it has one.
+    pub dst_cluster: Option<LocalCluster>,
     pub dir: PathBuf,
     pub config: PathBuf,
 }
@@ -36,7 +42,19 @@ impl Pair {
 
     /// A pair whose source and target start with different schemas.
     pub async fn with_schemas(src_schema: &str, dst_schema: &str, extra_config: &str) -> Pair {
-        let cluster = LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
+        Pair::build(src_schema, dst_schema, extra_config, false).await
+    }
+
+    /// Like [`Pair::with_config`], with source and target on servers of their own,
+    /// so that each can be restarted alone.
+    pub async fn on_two_servers(schema: &str, extra_config: &str) -> Pair {
+        Pair::build(schema, schema, extra_config, true).await
+    }
+
+    async fn build(src_schema: &str, dst_schema: &str, extra_config: &str, two: bool) -> Pair {
+        let start = || LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
+        let cluster = start();
+        let dst_cluster = two.then(start);
         let dir = std::env::temp_dir().join(format!("belt-test-{}-{}", std::process::id(), cluster.port()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("belt.yaml");
@@ -49,9 +67,16 @@ impl Pair {
             ),
         )
         .unwrap();
-        let pair = Pair { cluster, dir, config };
-        let admin = pair.connect("postgres").await;
+        let pair = Pair {
+            cluster,
+            dst_cluster,
+            dir,
+            config,
+        };
         for (db, schema) in [(SRC, src_schema), (DST, dst_schema)] {
+            let admin = connect(&pair.server_of(db).db_spec("postgres", "postgres"))
+                .await
+                .unwrap();
             admin
                 .batch_execute(&format!("create database {db}"))
                 .await
@@ -61,9 +86,17 @@ impl Pair {
         pair
     }
 
-    /// A database definition for `dbname` in this cluster.
+    /// The server holding `dbname`.
+    pub fn server_of(&self, dbname: &str) -> &LocalCluster {
+        match &self.dst_cluster {
+            Some(c) if dbname == DST => c,
+            _ => &self.cluster,
+        }
+    }
+
+    /// A database definition for `dbname` on its server.
     pub fn spec(&self, name: &str, dbname: &str) -> DbSpec {
-        self.cluster.db_spec(name, dbname)
+        self.server_of(dbname).db_spec(name, dbname)
     }
 
     /// A session on `dbname` as the superuser, with an application's search_path.
@@ -111,12 +144,29 @@ impl Pair {
 
     /// `add db src`, `add db dst`, `add sync app --dbs DBS --tables TABLES`, `setup app`.
     pub fn add_sync_with(&self, tables: &str, dbs: &str) {
-        for (name, db) in [("src", SRC), ("dst", DST)] {
+        self.add_dbs_at([self.server_of(SRC).port(), self.server_of(DST).port()]);
+        self.add_app_sync(tables, dbs);
+    }
+
+    /// `add db src` and `add db dst` reached at these ports of 127.0.0.1 (a
+    /// [`proxy::Proxy`] in front of each server, say).
+    pub fn add_dbs_at(&self, ports: [u16; 2]) {
+        for ((name, db), port) in [("src", SRC), ("dst", DST)].into_iter().zip(ports) {
             let mut args = vec!["add".to_string(), "db".into(), name.into()];
-            args.extend(self.cluster.add_db_args(db));
+            args.extend(self.server_of(db).add_db_args(db).into_iter().map(|a| {
+                if a.starts_with("port=") {
+                    format!("port={port}")
+                } else {
+                    a
+                }
+            }));
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             self.beltctl_ok(&refs);
         }
+    }
+
+    /// `add sync app --dbs DBS --tables TABLES` and `setup app`, the databases added.
+    pub fn add_app_sync(&self, tables: &str, dbs: &str) {
         self.beltctl_ok(&["add", "sync", "app", "--dbs", dbs, "--tables", tables]);
         self.beltctl_ok(&["setup", "app"]);
     }
@@ -173,7 +223,14 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            eprintln!(
+                "kept for inspection: {} (daemon.log, belt.db)",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
