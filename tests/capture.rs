@@ -51,3 +51,29 @@ async fn install_and_uninstall_are_idempotent() {
         "user data is never touched"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_daemon_does_not_wait_for_open_application_transactions() {
+    let pair = Pair::new("create table t (id int primary key, v text)").await;
+    pair.add_sync("t");
+    let mut daemon = pair.start_daemon();
+    pair.kick_wait();
+    daemon.kill9();
+
+    // An application transaction holds the table (and its delta table) open.
+    let app = pair.src().await;
+    app.batch_execute("begin; insert into t values (1, 'open')")
+        .await
+        .unwrap();
+
+    let _daemon = pair.start_daemon();
+    let out = pair.beltctl(&["kick", "app", "--wait", "--timeout", "15"]);
+    assert!(
+        out.status.success(),
+        "capture already in place must not be locked again: {}",
+        crate::support::text(&out)
+    );
+    app.batch_execute("commit").await.unwrap();
+    pair.kick_wait();
+    assert_eq!(count(&pair.dst().await, "t").await, 1);
+}

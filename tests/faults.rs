@@ -279,3 +279,49 @@ async fn restored_txid(server: &belt::local_cluster::LocalCluster) -> i64 {
         .unwrap()
         .get(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_rewritten_during_every_try_waits_and_the_rest_goes_on() {
+    let pair = Pair::with_config(SCHEMA, "poll_interval_ms: 200\n").await;
+    let proxy = Proxy::start(pair.server_of(DST).port());
+    pair.add_dbs_at([pair.server_of(SRC).port(), proxy.port()]);
+    pair.add_app_sync("t", "src:source,dst:source");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    // A slow link to the target: a chunk takes more than a second.
+    proxy.set(Mode::Delay(Duration::from_millis(20)));
+
+    // Row 1 is a counter both sides write: the source now and then, the target
+    // without a pause. Every chunk holding it loses its race on the target.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (db, pause_ms) in [(SRC, 100), (DST, 0)] {
+        let (client, stop) = (pair.connect(db).await, stop.clone());
+        writers.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                client
+                    .execute("update t set n = n + 1 where id = 1", &[])
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
+        }));
+    }
+    pair.src()
+        .await
+        .batch_execute("insert into t select g, 'src', 0, 'new' from generate_series(100, 199) g")
+        .await
+        .unwrap();
+    let dst = pair.dst().await;
+    wait_for(90, "the new rows to pass the hot one", || async {
+        count(&dst, "t where v = 'new'").await == 100
+    })
+    .await;
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    proxy.set(Mode::Pass);
+    assert_converged(&pair, &[]).await;
+}
