@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belt::capture::{self, TriggerMode};
@@ -233,11 +235,218 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// A running belt-syncd, measured when stopped.
+struct Daemon(Child);
+
+impl Daemon {
+    /// Kills the daemon; its peak RSS in MiB and its CPU seconds.
+    fn stop(mut self) -> (f64, f64) {
+        let pid = self.0.id();
+        let usage = (peak_rss_kib(pid) as f64 / 1024.0, cpu_seconds(pid));
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+        usage
+    }
+}
+
+/// Heartbeat rows travel through the sync like application rows; their delay is
+/// the replication lag an application would see.
+const HEARTBEAT: &str = "create table belt_heartbeat (id int primary key, n bigint not null, at timestamptz); \
+     insert into belt_heartbeat values (1, 0, now()), (2, 0, now())";
+
+/// Writes heartbeat `id` on `origin` every 50 ms and watches for it on `mirror` every
+/// 2 ms until `stop`; returns each heartbeat's delay in seconds (a heartbeat that a
+/// later one overtook counts until the later one arrived).
+async fn heartbeat_lags(origin: Client, mirror: Client, id: i32, stop: Arc<AtomicBool>) -> Vec<f64> {
+    let writes = Arc::new(std::sync::Mutex::new(Vec::<(i64, Instant)>::new()));
+    let w = writes.clone();
+    let stop_w = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut n = origin
+            .query_one("select n from belt_heartbeat where id = $1", &[&id])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        while !stop_w.load(Ordering::SeqCst) {
+            n += 1;
+            origin
+                .execute(
+                    "update belt_heartbeat set n = $2, at = clock_timestamp() where id = $1",
+                    &[&id, &n],
+                )
+                .await
+                .unwrap();
+            w.lock().unwrap().push((n, Instant::now()));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut seen: Vec<(i64, Instant)> = Vec::new();
+    let mut last = -1;
+    while !stop.load(Ordering::SeqCst) {
+        let n: i64 = mirror
+            .query_one("select n from belt_heartbeat where id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        if n != last {
+            seen.push((n, Instant::now()));
+            last = n;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    writer.await.unwrap();
+    let writes = writes.lock().unwrap().clone();
+    writes
+        .iter()
+        .filter_map(|(n, at)| {
+            let arrived = seen.iter().find(|(m, _)| m >= n)?.1;
+            Some(arrived.saturating_duration_since(*at).as_secs_f64())
+        })
+        .collect()
+}
+
+/// p50, p99 and max of `lags`, in milliseconds.
+fn percentiles(mut lags: Vec<f64>) -> serde_json::Value {
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN) * 1000.0;
+    serde_json::json!({ "samples": lags.len(), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0) })
+}
+
+/// Waits until both databases' deltas are empty.
+async fn drained(a: &Client, b: &Client) {
+    while pending(a).await + pending(b).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Steady lag under pgbench at `rate` TPS per writing side for `secs` seconds.
+async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde_json::Value {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut watchers = vec![tokio::spawn(heartbeat_lags(
+        session(&bench.source).await,
+        session(&bench.target).await,
+        1,
+        stop.clone(),
+    ))];
+    if two_way {
+        watchers.push(tokio::spawn(heartbeat_lags(
+            session(&bench.target).await,
+            session(&bench.source).await,
+            2,
+            stop.clone(),
+        )));
+    }
+    let mut loads = Vec::new();
+    let sides: &[bool] = if two_way { &[true, false] } else { &[true] };
+    for &on_source in sides {
+        let clients = bench.clients;
+        let (src, dst) = (bench.source.port(), bench.target.port());
+        let cluster = if on_source { &bench.source } else { &bench.target };
+        let (bin, password) = (
+            cluster.bin_dir().to_path_buf(),
+            std::fs::read_to_string(cluster.password_file()).unwrap(),
+        );
+        let port = if on_source { src } else { dst };
+        loads.push(tokio::task::spawn_blocking(move || {
+            rate_limited_pgbench(&bin, port, password.trim(), clients, rate, secs)
+        }));
+    }
+    let mut tps = Vec::new();
+    for l in loads {
+        tps.push(l.await.unwrap());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut result = serde_json::Map::new();
+    result.insert("target_tps".into(), rate.into());
+    result.insert("achieved_tps".into(), serde_json::json!(tps));
+    for (w, name) in watchers.into_iter().zip(["src_to_dst", "dst_to_src"]) {
+        result.insert(name.into(), percentiles(w.await.unwrap()));
+    }
+    serde_json::Value::Object(result)
+}
+
+fn rate_limited_pgbench(bin: &Path, port: u16, password: &str, clients: u64, rate: u64, secs: u64) -> f64 {
+    let bin = bin.join("pgbench");
+    let bin = if bin.is_file() { bin } else { PathBuf::from("pgbench") };
+    let out = Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-n"])
+        .args(["-c", &clients.to_string(), "-j", "2", "-R", &rate.to_string(), "-T", &secs.to_string()])
+        .arg("bench")
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("run pgbench");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "pgbench: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// PostgreSQL's logical replication of the pgbench tables from the source into
+/// database `bench_lr` of the target, stopped (its slot keeps the WAL) until
+/// [`LogicalReplica::catch_up`].
+struct LogicalReplica {
+    sub: Client,
+}
+
+const LR_TABLES: &str = "pgbench_accounts, pgbench_branches, pgbench_tellers";
+
+impl LogicalReplica {
+    async fn create(bench: &Bench) -> LogicalReplica {
+        let src = session(&bench.source).await;
+        src.batch_execute(&format!("create publication belt_bench for table {LR_TABLES}"))
+            .await
+            .unwrap();
+        let password = std::fs::read_to_string(bench.source.password_file()).unwrap();
+        let sub = connect(&bench.target.db_spec("lr", "bench_lr")).await.unwrap();
+        sub.batch_execute("set search_path = public").await.unwrap();
+        sub.batch_execute(&format!(
+            "create subscription belt_bench connection 'host=127.0.0.1 port={} user=postgres dbname=bench password={}' \
+             publication belt_bench with (copy_data = false)",
+            bench.source.port(),
+            password.trim()
+        ))
+        .await
+        .unwrap();
+        // The slot exists once the subscription is created; stop applying.
+        sub.batch_execute("alter subscription belt_bench disable").await.unwrap();
+        LogicalReplica { sub }
+    }
+
+    /// Re-enables the subscription; seconds until the source's last transaction
+    /// (a marker written after the backlog) is applied.
+    async fn catch_up(&self, marker: &str) -> f64 {
+        let started = Instant::now();
+        self.sub
+            .batch_execute("alter subscription belt_bench enable")
+            .await
+            .unwrap();
+        loop {
+            let done: bool = self
+                .sub
+                .query_one("select coalesce(rtrim(filler) = $1::text, false) from pgbench_branches where bid = 1", &[&marker])
+                .await
+                .unwrap()
+                .get(0);
+            if done {
+                return started.elapsed().as_secs_f64();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn drop(self) {
+        self.sub.batch_execute("drop subscription belt_bench").await.unwrap();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let scale = env_or("BENCH_SCALE", 10);
     let txns = env_or("BENCH_TXNS", 80_000);
     let clients = env_or("BENCH_CLIENTS", 4);
+    let lag_secs = env_or("BENCH_LAG_SECS", 20);
     let dir = std::env::temp_dir().join(format!("belt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("belt.yaml");
@@ -257,8 +466,14 @@ async fn main() {
         config,
         clients,
     };
+    bench
+        .source
+        .configure("wal_level = logical")
+        .expect("restart the source with wal_level = logical");
     create_db(&bench.source).await;
     create_db(&bench.target).await;
+    let admin = connect(&bench.target.db_spec("admin", "postgres")).await.unwrap();
+    admin.batch_execute("create database bench_lr").await.unwrap();
     eprintln!("pgbench scale {scale}, {txns} transactions, {clients} clients");
 
     eprintln!("capture overhead: {REPS} interleaved runs of {SECS}s per variant");
@@ -267,6 +482,26 @@ async fn main() {
 
     bench.init(&bench.source, scale);
     bench.init(&bench.target, scale);
+    let dump = format!(
+        "{}/pg_dump -s -t 'pgbench_*' '{}' | {}/psql -q -o /dev/null '{}'",
+        bench.source.bin_dir().display(),
+        bench.source.conninfo("bench"),
+        bench.target.bin_dir().display(),
+        bench.target.conninfo("bench_lr")
+    );
+    let password = std::fs::read_to_string(bench.source.password_file()).unwrap();
+    let status = Command::new("sh")
+        .args(["-c", &dump])
+        .env("PGPASSWORD", password.trim())
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy the pgbench schema into bench_lr");
+    for cluster in [&bench.source, &bench.target] {
+        session(cluster).await.batch_execute(HEARTBEAT).await.unwrap();
+    }
+    copy_tables_into_lr(&bench).await;
+    let lr = LogicalReplica::create(&bench).await;
+
     for (name, cluster) in [("src", &bench.source), ("dst", &bench.target)] {
         let mut args = vec!["add".to_string(), "db".into(), name.into()];
         args.extend(cluster.add_db_args("bench"));
@@ -283,67 +518,184 @@ async fn main() {
         "all",
         "--no-copy",
     ]);
-    let mut daemon = bench.daemon();
+    let daemon = bench.daemon();
     bench.beltctl(&["kick", "bench", "--wait"]);
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    let _ = Daemon(daemon).stop();
 
-    eprintln!("{txns} transactions with the daemon stopped");
+    eprintln!("{txns} transactions with the daemon and the subscription stopped");
     let tps_backlog_run = bench.run_txns(txns);
     let src = session(&bench.source).await;
+    let marker = format!("belt-bench-{}", std::process::id());
+    src.execute("update pgbench_branches set filler = $1 where bid = 1", &[&marker])
+        .await
+        .unwrap();
     let backlog_rows = pending(&src).await;
     let backlog_keys = distinct_keys(&src).await;
 
-    eprintln!("catch-up of {backlog_rows} delta rows ({backlog_keys} keys)");
+    eprintln!("belt catch-up of {backlog_rows} delta rows ({backlog_keys} keys)");
     let started = Instant::now();
-    let daemon = bench.daemon();
-    let pid = daemon.id();
-    let mut peak = 0;
-    let mut cpu = 0.0;
+    let daemon = Daemon(bench.daemon());
     while pending(&src).await > 0 {
-        peak = peak.max(peak_rss_kib(pid));
-        cpu = cpu_seconds(pid);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let catch_up = started.elapsed().as_secs_f64();
-    peak = peak.max(peak_rss_kib(pid));
-    let mut daemon = daemon;
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    let (catch_up_rss, catch_up_cpu) = daemon.stop();
+
+    eprintln!("logical replication catch-up of the same backlog");
+    let lr_catch_up = lr.catch_up(&marker).await;
+    lr.drop().await;
+
     let dst = session(&bench.target).await;
     let mut equal = true;
     for t in TABLES {
         equal &= fingerprint(&src, t).await == fingerprint(&dst, t).await;
     }
 
-    let report = serde_json::json!({
-        "scale": scale, "transactions": txns, "clients": clients,
-        "tps_no_capture_median": tps[0],
-        "tps_statement_triggers_median": tps[1],
-        "tps_row_triggers_median": tps[2],
-        "ratio_statement": tps[1] / tps[0],
-        "ratio_row": tps[2] / tps[0],
-        "tps_during_backlog_run": tps_backlog_run,
-        "backlog_delta_rows": backlog_rows,
-        "backlog_keys": backlog_keys,
-        "catch_up_seconds": catch_up,
-        "catch_up_keys_per_second": backlog_keys as f64 / catch_up,
-        "catch_up_delta_rows_per_second": backlog_rows as f64 / catch_up,
-        "daemon_peak_rss_mib": peak as f64 / 1024.0,
-        "daemon_cpu_seconds": cpu,
-        "target_equals_source": equal,
-    });
-    println!("\n| measure | value |\n|---|---|");
-    for (k, v) in report.as_object().unwrap() {
-        let v = match v.as_f64() {
-            Some(f) if f.fract() != 0.0 => format!("{f:.3}"),
-            _ => v.to_string(),
-        };
-        println!("| {k} | {v} |");
+    let mut lag = serde_json::Map::new();
+    for rate in [200, 1000] {
+        eprintln!("steady lag at {rate} TPS for {lag_secs}s");
+        let daemon = Daemon(bench.daemon());
+        bench.beltctl(&["kick", "bench", "--wait"]);
+        let mut r = steady_lag(&bench, rate, lag_secs, false).await;
+        let (rss, cpu) = daemon.stop();
+        r["daemon_peak_rss_mib"] = rss.into();
+        r["daemon_cpu_seconds"] = cpu.into();
+        lag.insert(format!("one_way_{rate}_tps"), r);
     }
+
+    eprintln!("two-way: 200 TPS on each side for {lag_secs}s");
+    bench.beltctl(&["update", "sync", "bench", "--dbs", "src:source,dst:source"]);
+    let daemon = Daemon(bench.daemon());
+    bench.beltctl(&["kick", "bench", "--wait"]);
+    let mut r = steady_lag(&bench, 200, lag_secs, true).await;
+    drained(&src, &dst).await;
+    bench.beltctl(&["kick", "bench", "--wait"]);
+    let (rss, cpu) = daemon.stop();
+    r["daemon_peak_rss_mib"] = rss.into();
+    r["daemon_cpu_seconds"] = cpu.into();
+    lag.insert("two_way_200_tps_each".into(), r);
+
+    eprintln!("verify vs two count(*) scans");
+    let started = Instant::now();
+    let verified = Command::new(env!("CARGO_BIN_EXE_beltctl"))
+        .arg("-c")
+        .arg(&bench.config)
+        .args(["verify", "bench"])
+        .output()
+        .unwrap();
+    let verify_secs = started.elapsed().as_secs_f64();
+    let verify_equal = verified.status.success();
+    let started = Instant::now();
+    for t in TABLES {
+        let q = format!("select count(*) from {t}");
+        let (a, b) = tokio::join!(src.query_one(&q, &[]), dst.query_one(&q, &[]));
+        a.unwrap();
+        b.unwrap();
+    }
+    let count_secs = started.elapsed().as_secs_f64();
+
+    let report = serde_json::json!({
+        "machine": machine(),
+        "scale": scale, "transactions": txns, "clients": clients,
+        "write_overhead": {
+            "tps_no_capture_median": tps[0],
+            "tps_statement_triggers_median": tps[1],
+            "tps_row_triggers_median": tps[2],
+            "ratio_statement": tps[1] / tps[0],
+            "ratio_row": tps[2] / tps[0],
+            "aim": 0.85,
+        },
+        "catch_up": {
+            "tps_during_backlog_run": tps_backlog_run,
+            "backlog_delta_rows": backlog_rows,
+            "backlog_keys": backlog_keys,
+            "belt_seconds": catch_up,
+            "belt_keys_per_second": backlog_keys as f64 / catch_up,
+            "logical_replication_seconds": lr_catch_up,
+            "ratio_vs_logical_replication": lr_catch_up / catch_up,
+            "aim": 1.0,
+            "daemon_peak_rss_mib": catch_up_rss,
+            "daemon_cpu_seconds": catch_up_cpu,
+            "target_equals_source": equal,
+        },
+        "lag": lag,
+        "verify": {
+            "verify_seconds": verify_secs,
+            "two_count_scans_seconds": count_secs,
+            "ratio": count_secs / verify_secs,
+            "equal": verify_equal,
+        },
+    });
+    print_report(&report);
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-e2e.json");
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\nwritten to {}", out.display());
     let _ = std::fs::remove_dir_all(&dir);
     assert!(equal, "target differs from source after catch-up");
+    assert!(verify_equal, "verify found differences: {}", String::from_utf8_lossy(&verified.stdout));
+}
+
+/// Copies the pgbench tables' rows into `bench_lr`, so the subscription starts from
+/// the same state as belt's target.
+async fn copy_tables_into_lr(bench: &Bench) {
+    let password = std::fs::read_to_string(bench.source.password_file()).unwrap();
+    for t in ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"] {
+        let cmd = format!(
+            "{bin}/psql -q -c '\\copy {t} to stdout' '{from}' | {bin}/psql -q -c '\\copy {t} from stdin' '{to}'",
+            bin = bench.source.bin_dir().display(),
+            from = bench.source.conninfo("bench"),
+            to = bench.target.conninfo("bench_lr"),
+        );
+        let status = Command::new("sh")
+            .args(["-c", &cmd])
+            .env("PGPASSWORD", password.trim())
+            .status()
+            .unwrap();
+        assert!(status.success(), "copy {t} into bench_lr");
+    }
+}
+
+/// CPU model, cores and memory of this machine, for the report.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    format!("{model}, {cores} cores, {} GiB", mem_kib / 1024 / 1024)
+}
+
+/// Prints the report as a flat two-column table.
+fn print_report(report: &serde_json::Value) {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() != 0.0 => out.push((prefix.into(), format!("{f:.3}"))),
+                _ => out.push((prefix.into(), n.to_string())),
+            },
+            other => out.push((prefix.into(), other.to_string())),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", report, &mut rows);
+    println!("\n| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
 }

@@ -162,6 +162,17 @@ impl LocalCluster {
         .map(|_| ())
     }
 
+    /// Appends `settings` (postgresql.conf lines) and restarts the server, for
+    /// settings that need a restart (`wal_level = logical` for a benchmark).
+    pub fn configure(&self, settings: &str) -> Result<(), ClusterError> {
+        append(&self.dir.join("postgresql.auto.conf"), &format!("\n{settings}\n"))?;
+        self.pg_ctl(
+            &["restart", "-w", "-m", "fast", "-l"],
+            Some(&self.dir.join("server.log")),
+        )
+        .map(|_| ())
+    }
+
     /// Turns TLS on with the given certificate and key (PEM), as the server's user.
     pub fn enable_ssl(&self, cert: &Path, key: &Path) -> Result<(), ClusterError> {
         for (from, name) in [(cert, "server.crt"), (key, "server.key")] {

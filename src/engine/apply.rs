@@ -62,24 +62,22 @@ pub async fn apply_chunk(
     strategy: Strategy,
 ) -> Result<Option<ChunkResult>, ChunkError> {
     let above = after.map(|lo| table.key_above(lo));
+    let filters = batches.clone().map(|batch| {
+        batch.map(|b| match &above {
+            Some(a) => format!("{b} and {a}"),
+            None => b,
+        })
+    });
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
-    let ta = begin(&mut a.client, dbs[0]).await?;
-    let tb = begin(&mut b.client, dbs[1]).await?;
+    // Both sides at once: a round trip saved is a chunk sooner on a distant link.
+    let ((ta, snap_a, hi_a), (tb, snap_b, hi_b)) = tokio::try_join!(
+        open_side(&mut a.client, dbs[0], table, filters[0].as_deref(), limit),
+        open_side(&mut b.client, dbs[1], table, filters[1].as_deref(), limit),
+    )?;
     let txs = [&ta, &tb];
-
-    let mut snaps: [Option<String>; 2] = [None, None];
-    let mut his: [Option<Vec<String>>; 2] = [None, None];
-    for i in 0..2 {
-        if let Some(batch) = &batches[i] {
-            snaps[i] = Some(chunk_snapshot(txs[i], dbs[i]).await?);
-            let filter = match &above {
-                Some(a) => format!("{batch} and {a}"),
-                None => batch.clone(),
-            };
-            his[i] = last_key_of_chunk(txs[i], dbs[i], table, &filter, limit).await?;
-        }
-    }
+    let snaps = [snap_a, snap_b];
+    let his = [hi_a, hi_b];
     let hi = match his {
         [None, None] => return Ok(None),
         [Some(h), None] | [None, Some(h)] => h,
@@ -90,9 +88,6 @@ pub async fn apply_chunk(
         None => table.key_at_most(&hi),
     };
     let applied: Result<ChunkResult, EngineError> = async {
-        for i in 0..2 {
-            create_temp_tables(txs[i], dbs[i], table).await?;
-        }
         for i in 0..2 {
             if batches[i].is_some() {
                 ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, &range).await?;
@@ -130,36 +125,66 @@ pub async fn apply_chunk(
         last_key: Some(hi.clone()),
         error,
     })?;
-    ta.commit()
-        .await
-        .map_err(|e| DbError::query(dbs[0], "commit chunk", e))?;
-    tb.commit()
-        .await
-        .map_err(|e| DbError::query(dbs[1], "commit chunk", e))?;
-
+    // Either order of the two commits leaves the same thing behind when one of them
+    // fails: nothing is purged, and the chunk is applied again later.
+    tokio::try_join!(
+        async { ta.commit().await.map_err(|e| DbError::query(dbs[0], "commit chunk", e)) },
+        async { tb.commit().await.map_err(|e| DbError::query(dbs[1], "commit chunk", e)) },
+    )?;
     let [a, b] = sides;
-    for (side, snap) in [(&*a, &snaps[0]), (&*b, &snaps[1])] {
-        if let Some(snap) = snap {
-            side.client
-                .execute(
-                    &format!(
-                        "delete from {} where {range} and txid_visible_in_snapshot(belt_txid, {})",
-                        table.delta_sql(),
-                        quote::literal(snap) + "::txid_snapshot"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(|e| {
-                    DbError::query(
-                        &side.db,
-                        format!("purge applied deltas of {}", table.table.display_name()),
-                        e,
-                    )
-                })?;
-        }
-    }
+    tokio::try_join!(
+        purge(a, table, &range, snaps[0].as_deref()),
+        purge(b, table, &range, snaps[1].as_deref()),
+    )?;
     Ok(Some(result))
+}
+
+/// Deletes the deltas of `range` that the chunk's snapshot `snap` saw (none when the
+/// side is not a source).
+async fn purge(side: &Side, table: &TablePlan, range: &str, snap: Option<&str>) -> Result<(), DbError> {
+    let Some(snap) = snap else { return Ok(()) };
+    side.client
+        .execute(
+            &format!(
+                "delete from {} where {range} and txid_visible_in_snapshot(belt_txid, {})",
+                table.delta_sql(),
+                quote::literal(snap) + "::txid_snapshot"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            DbError::query(
+                &side.db,
+                format!("purge applied deltas of {}", table.table.display_name()),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Begins one side's chunk transaction and, pipelined in one round trip, prepares
+/// its temp tables and — on a source, `filter` being its batch — reads its snapshot
+/// and the last key of its part of the chunk.
+async fn open_side<'c>(
+    client: &'c mut tokio_postgres::Client,
+    db: &str,
+    table: &TablePlan,
+    filter: Option<&str>,
+    limit: i64,
+) -> Result<(Transaction<'c>, Option<String>, Option<Vec<String>>), DbError> {
+    let tx = begin(client, db).await?;
+    let temp = create_temp_tables(&tx, db, table);
+    let Some(filter) = filter else {
+        temp.await?;
+        return Ok((tx, None, None));
+    };
+    let (snap, hi, ()) = tokio::try_join!(
+        chunk_snapshot(&tx, db),
+        last_key_of_chunk(&tx, db, table, filter, limit),
+        temp
+    )?;
+    Ok((tx, Some(snap), hi))
 }
 
 async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<Transaction<'c>, DbError> {
