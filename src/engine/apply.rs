@@ -128,8 +128,16 @@ pub async fn apply_chunk(
     // Either order of the two commits leaves the same thing behind when one of them
     // fails: nothing is purged, and the chunk is applied again later.
     tokio::try_join!(
-        async { ta.commit().await.map_err(|e| DbError::query(dbs[0], "commit chunk", e)) },
-        async { tb.commit().await.map_err(|e| DbError::query(dbs[1], "commit chunk", e)) },
+        async {
+            ta.commit()
+                .await
+                .map_err(|e| DbError::query(dbs[0], "commit chunk", e))
+        },
+        async {
+            tb.commit()
+                .await
+                .map_err(|e| DbError::query(dbs[1], "commit chunk", e))
+        },
     )?;
     let [a, b] = sides;
     tokio::try_join!(
