@@ -532,7 +532,7 @@ async fn main() {
     for cluster in [&bench.source, &bench.target] {
         session(cluster).await.batch_execute(HEARTBEAT).await.unwrap();
     }
-    copy_tables_into_lr(&bench).await;
+    copy_tables_into_lr(&bench);
     let lr = LogicalReplica::create(&bench).await;
 
     for (name, cluster) in [("src", &bench.source), ("dst", &bench.target)] {
@@ -681,7 +681,7 @@ async fn main() {
 
 /// Copies the pgbench tables' rows into `bench_lr`, so the subscription starts from
 /// the same state as belt's target.
-async fn copy_tables_into_lr(bench: &Bench) {
+fn copy_tables_into_lr(bench: &Bench) {
     let password = std::fs::read_to_string(bench.source.password_file()).unwrap();
     for t in ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"] {
         let cmd = format!(
