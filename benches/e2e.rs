@@ -1,14 +1,21 @@
-//! End-to-end benchmark on two throwaway clusters (run: `cargo bench --bench e2e`).
+//! End-to-end benchmark on two throwaway clusters, run durable like production
+//! servers (run: `cargo bench --bench e2e`).
 //!
 //! Measures, each against its reference in the same run:
-//! - pgbench tpcb-like TPS on the source without capture, with statement-level capture
-//!   triggers (belt's default) and with row-level triggers (the alternative), as the
-//!   median of interleaved runs (a 2-core machine drifts by ±15% between runs);
-//! - catch-up: keys/s applied after `TXNS` pgbench transactions made while belt-syncd
-//!   was stopped, and the daemon's peak RSS meanwhile.
+//! - write overhead: pgbench tpcb-like TPS on the source without capture, with
+//!   statement-level capture triggers (belt's default) and with row-level triggers,
+//!   as the median of interleaved runs (a 2-core machine drifts by ±15%);
+//! - catch-up: seconds to apply the changes of `TXNS` pgbench transactions made while
+//!   belt-syncd was stopped, against PostgreSQL's logical replication catching up the
+//!   same backlog (a subscription disabled over the same transactions);
+//! - steady lag: p50/p99/max delay of a heartbeat row under pgbench at 200 and 1 000
+//!   TPS, and both ways with 200 TPS on each side;
+//! - `beltctl verify` against `count(*)` on both sides;
+//! - the daemon's peak RSS and CPU seconds in each run.
 //!
 //! Prints a table and writes `target/bench-e2e.json`. Environment: `BENCH_SCALE`
-//! (pgbench scale, default 10), `BENCH_TXNS` (default 80000), `BENCH_CLIENTS` (4).
+//! (pgbench scale, default 10), `BENCH_TXNS` (default 80000), `BENCH_CLIENTS` (4),
+//! `BENCH_LAG_SECS` (length of each lag run, 20).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
