@@ -479,3 +479,35 @@ async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_writ
     assert!(!crate::support::has_belt_schema(&pair.src().await).await);
     assert!(!crate::support::has_belt_schema(&pair.dst().await).await);
 }
+
+#[tokio::test]
+async fn small_changes_on_both_sides_move_in_one_chunk_and_large_ones_stay_bounded() {
+    let mut both = Both::new(KV, &["t"], Strategy::Latest).await;
+    both.a
+        .batch_execute("insert into t select g, 'a' from generate_series(1, 30) g")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("insert into t select g, 'b' from generate_series(1001, 1030) g")
+        .await
+        .unwrap();
+    let r = both.round().await;
+    assert_eq!(r.keys_from, [30, 30]);
+    assert_eq!(r.chunks, 1, "both sides' changes fit in one chunk: {r:?}");
+
+    // Past the limit, a chunk holds at most `chunk_keys` keys of each side.
+    both.opts.chunk_keys = 20;
+    both.a
+        .batch_execute("update t set v = 'a2' where id <= 30")
+        .await
+        .unwrap();
+    both.b
+        .batch_execute("update t set v = 'b2' where id > 1000")
+        .await
+        .unwrap();
+    let r = both.round().await;
+    assert_eq!(r.keys_from, [30, 30]);
+    assert!(r.chunks >= 3, "{r:?}");
+    both.settle().await;
+    assert_same(&both.pair, "t").await;
+}

@@ -77,11 +77,33 @@ pub async fn apply_chunk(
     )?;
     let txs = [&ta, &tb];
     let snaps = [snap_a, snap_b];
-    let his = [hi_a, hi_b];
-    let hi = match his {
+    let hi = match [hi_a, hi_b] {
         [None, None] => return Ok(None),
-        [Some(h), None] | [None, Some(h)] => h,
-        [Some(x), Some(y)] => smaller(txs[0], dbs[0], table, x, y).await?,
+        [Some(h), None] | [None, Some(h)] => h.key,
+        [Some(x), Some(y)] => {
+            // The range may reach past a side's last key only when that side has
+            // no more keys: then both sides' changes fit in one chunk, not two.
+            let (x_done, y_done) = (x.keys < limit, y.keys < limit);
+            let x_first = first_is_smaller(txs[0], dbs[0], table, &x.key, &y.key).await?;
+            match (x_done, y_done) {
+                (true, true) => {
+                    if x_first {
+                        y.key
+                    } else {
+                        x.key
+                    }
+                }
+                (true, false) => y.key,
+                (false, true) => x.key,
+                (false, false) => {
+                    if x_first {
+                        x.key
+                    } else {
+                        y.key
+                    }
+                }
+            }
+        }
     };
     let range = match &above {
         Some(a) => format!("{a} and {}", table.key_at_most(&hi)),
@@ -180,7 +202,7 @@ async fn open_side<'c>(
     table: &TablePlan,
     filter: Option<&str>,
     limit: i64,
-) -> Result<(Transaction<'c>, Option<String>, Option<Vec<String>>), DbError> {
+) -> Result<(Transaction<'c>, Option<String>, Option<ChunkEnd>), DbError> {
     let tx = begin(client, db).await?;
     let temp = create_temp_tables(&tx, db, table);
     let Some(filter) = filter else {
@@ -212,17 +234,24 @@ async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbErro
         .get(0))
 }
 
-/// The largest key among the first `limit` distinct keys of the batch, as text.
+/// Where one side's part of a chunk ends.
+struct ChunkEnd {
+    /// The largest key among the first `limit` distinct keys of the batch, as text.
+    key: Vec<String>,
+    /// How many keys that is: fewer than `limit` means the side has no more.
+    keys: i64,
+}
+
 async fn last_key_of_chunk(
     tx: &Transaction<'_>,
     db: &str,
     table: &TablePlan,
     batch: &str,
     limit: i64,
-) -> Result<Option<Vec<String>>, DbError> {
+) -> Result<Option<ChunkEnd>, DbError> {
     let k = table.key_list();
     let sql = format!(
-        "select {text_cols} from (select distinct {k} from {delta} where {batch} \
+        "select {text_cols}, count(*) over () from (select distinct {k} from {delta} where {batch} \
          order by {k} limit {limit}) c order by {desc} limit 1",
         text_cols = each_key(table, |c| format!("c.{c}::text")),
         desc = each_key(table, |c| format!("c.{c} desc")),
@@ -235,24 +264,28 @@ async fn last_key_of_chunk(
             e,
         )
     })?;
-    Ok(row.map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()))
+    let n = table.key.len();
+    Ok(row.map(|r| ChunkEnd {
+        key: (0..n).map(|i| r.get::<_, String>(i)).collect(),
+        keys: r.get(n),
+    }))
 }
 
-/// The smaller of two keys, compared by the database (collation and type order).
-async fn smaller(
+/// Whether key `x` sorts at or before `y`, compared by the database (collation and
+/// type order).
+async fn first_is_smaller(
     tx: &Transaction<'_>,
     db: &str,
     table: &TablePlan,
-    x: Vec<String>,
-    y: Vec<String>,
-) -> Result<Vec<String>, DbError> {
-    let sql = format!("select ({}) <= ({})", table.key_values(&x), table.key_values(&y));
-    let x_first: bool = tx
+    x: &[String],
+    y: &[String],
+) -> Result<bool, DbError> {
+    let sql = format!("select ({}) <= ({})", table.key_values(x), table.key_values(y));
+    Ok(tx
         .query_one(&sql, &[])
         .await
         .map_err(|e| DbError::query(db, "compare keys", e))?
-        .get(0);
-    Ok(if x_first { x } else { y })
+        .get(0))
 }
 
 async fn create_temp_tables(tx: &Transaction<'_>, db: &str, table: &TablePlan) -> Result<(), DbError> {
