@@ -162,7 +162,7 @@ impl CopyJob {
                 upper: part.upper_key.as_deref(),
             };
             let what = format!("copying {}", table.table.display_name());
-            let both = format!("{}' or '{}", self.from.name, self.to.name);
+            let both = crate::pg::deadline::either(&self.from.name, &self.to.name);
             let chunk = copy_chunk(
                 End {
                     db: &self.from.name,

@@ -33,7 +33,8 @@ pub struct SyncTask {
     pub def: watch::Receiver<SyncDef>,
     /// Set to true to stop after the current chunk.
     pub stop: watch::Receiver<bool>,
-    /// The configuration when the task started (a reload restarts changed syncs).
+    /// The configuration as it was when the task started; a reloaded file reaches
+    /// the sync when its task restarts (a role or strategy change, a daemon restart).
     pub config: Config,
     /// Set once a round succeeds, so the next failure starts its backoff afresh.
     pub progressed: bool,
@@ -117,7 +118,7 @@ impl SyncTask {
         };
         let copy = setup.before_connect(&def.copy).await?;
         let stall = self.config.stall_timeout();
-        let both = format!("{}' or '{}", loaded.specs[0].name, loaded.specs[1].name);
+        let both = crate::pg::deadline::either(&loaded.specs[0].name, &loaded.specs[1].name);
         let open = Session::open(
             [&loaded.specs[0], &loaded.specs[1]],
             loaded.sources,

@@ -88,7 +88,7 @@ pub async fn run_round(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<RoundResult, EngineError> {
     let stall = opts.stall;
-    let both = format!("{}' or '{}", sides[0].db, sides[1].db);
+    let both = crate::pg::deadline::either(&sides[0].db, &sides[1].db);
     let mut snapshots: [Option<Snapshot>; 2] = [None, None];
     for i in 0..2 {
         if sides[i].source {

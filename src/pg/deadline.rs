@@ -15,6 +15,12 @@ use super::DbError;
 /// network outage within a minute.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The name to give [`within`] for a step that waits on either of two databases:
+/// the message then reads "database 'a' or 'b' answered nothing".
+pub fn either(a: &str, b: &str) -> String {
+    format!("{a}' or '{b}")
+}
+
 /// Runs `step` on database `db`; when it takes longer than `limit`, gives up with
 /// [`DbError::Stalled`] naming `what` belt was doing.
 pub async fn within<T, E: From<DbError>>(
