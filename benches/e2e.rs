@@ -46,27 +46,38 @@ struct Bench {
     clients: u64,
 }
 
-impl Bench {
-    fn pgbench(&self, cluster: &LocalCluster, args: &[&str]) -> String {
+/// How to run pgbench against one cluster; owned, so a run can go to a blocking
+/// thread while the benchmark measures something else.
+struct PgBench {
+    bin: PathBuf,
+    port: u16,
+    password: String,
+}
+
+impl PgBench {
+    fn of(cluster: &LocalCluster) -> PgBench {
         let bin = cluster.bin_dir().join("pgbench");
-        let bin = if bin.is_file() {
-            bin
-        } else {
-            PathBuf::from("pgbench")
-        };
-        let password = std::fs::read_to_string(cluster.password_file()).unwrap();
-        let out = Command::new(bin)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &cluster.port().to_string(),
-                "-U",
-                "postgres",
-            ])
+        PgBench {
+            bin: if bin.is_file() {
+                bin
+            } else {
+                PathBuf::from("pgbench")
+            },
+            port: cluster.port(),
+            password: std::fs::read_to_string(cluster.password_file())
+                .unwrap()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// Runs pgbench with `args` on database bench; returns its output.
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
             .args(args)
             .arg("bench")
-            .env("PGPASSWORD", password.trim())
+            .env("PGPASSWORD", &self.password)
             .output()
             .expect("run pgbench (install postgresql-contrib or the pgbench package)");
         let text = format!(
@@ -78,8 +89,23 @@ impl Bench {
         text
     }
 
+    /// Runs tpcb-like transactions from `clients` clients, limited by `limit`
+    /// (`-t N`, `-T secs`, `-R rate`…); returns the TPS pgbench reports.
+    fn tps(&self, clients: u64, limit: &[&str]) -> f64 {
+        let clients = clients.to_string();
+        let mut args = vec!["-n", "-c", &clients, "-j", "2"];
+        args.extend(limit);
+        let out = self.run(&args);
+        out.lines()
+            .find(|l| l.starts_with("tps = "))
+            .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no tps in pgbench output:\n{out}"))
+    }
+}
+
+impl Bench {
     fn init(&self, cluster: &LocalCluster, scale: u64) {
-        self.pgbench(cluster, &["-i", "-q", "-s", &scale.to_string()]);
+        PgBench::of(cluster).run(&["-i", "-q", "-s", &scale.to_string()]);
     }
 
     /// Runs `txns` tpcb-like transactions; returns TPS.
@@ -93,14 +119,7 @@ impl Bench {
     }
 
     fn run(&self, limit: &[&str]) -> f64 {
-        let clients = self.clients.to_string();
-        let mut args = vec!["-n", "-c", &clients, "-j", "2"];
-        args.extend(limit);
-        let out = self.pgbench(&self.source, &args);
-        out.lines()
-            .find(|l| l.starts_with("tps = "))
-            .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no tps in pgbench output:\n{out}"))
+        PgBench::of(&self.source).tps(self.clients, limit)
     }
 
     fn beltctl(&self, args: &[&str]) {
@@ -352,16 +371,10 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde
     let mut loads = Vec::new();
     let sides: &[bool] = if two_way { &[true, false] } else { &[true] };
     for &on_source in sides {
-        let clients = bench.clients;
-        let (src, dst) = (bench.source.port(), bench.target.port());
-        let cluster = if on_source { &bench.source } else { &bench.target };
-        let (bin, password) = (
-            cluster.bin_dir().to_path_buf(),
-            std::fs::read_to_string(cluster.password_file()).unwrap(),
-        );
-        let port = if on_source { src } else { dst };
+        let pgbench = PgBench::of(if on_source { &bench.source } else { &bench.target });
+        let (clients, rate, secs) = (bench.clients, rate.to_string(), secs.to_string());
         loads.push(tokio::task::spawn_blocking(move || {
-            rate_limited_pgbench(&bin, port, password.trim(), clients, rate, secs)
+            pgbench.tps(clients, &["-R", &rate, "-T", &secs])
         }));
     }
     let mut tps = Vec::new();
@@ -376,41 +389,6 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde
         result.insert(name.into(), percentiles(w.await.unwrap()));
     }
     serde_json::Value::Object(result)
-}
-
-fn rate_limited_pgbench(bin: &Path, port: u16, password: &str, clients: u64, rate: u64, secs: u64) -> f64 {
-    let bin = bin.join("pgbench");
-    let bin = if bin.is_file() {
-        bin
-    } else {
-        PathBuf::from("pgbench")
-    };
-    let out = Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-n"])
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-R",
-            &rate.to_string(),
-            "-T",
-            &secs.to_string(),
-        ])
-        .arg("bench")
-        .env("PGPASSWORD", password)
-        .output()
-        .expect("run pgbench");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "pgbench: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// PostgreSQL's logical replication of the pgbench tables from the source into

@@ -83,23 +83,16 @@ pub async fn apply_chunk(
         [Some(x), Some(y)] => {
             // The range may reach past a side's last key only when that side has
             // no more keys: then both sides' changes fit in one chunk, not two.
-            let (x_done, y_done) = (x.keys < limit, y.keys < limit);
-            let x_first = first_is_smaller(txs[0], dbs[0], table, &x.key, &y.key).await?;
-            match (x_done, y_done) {
-                (true, true) => {
-                    if x_first {
-                        y.key
-                    } else {
-                        x.key
-                    }
-                }
+            match (x.keys < limit, y.keys < limit) {
                 (true, false) => y.key,
                 (false, true) => x.key,
-                (false, false) => {
-                    if x_first {
-                        x.key
-                    } else {
+                (both_done, _) => {
+                    let x_first = first_is_smaller(txs[0], dbs[0], table, &x.key, &y.key).await?;
+                    // Both done: the larger end; neither: the smaller one.
+                    if x_first == both_done {
                         y.key
+                    } else {
+                        x.key
                     }
                 }
             }

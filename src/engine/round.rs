@@ -66,9 +66,6 @@ pub struct RoundResult {
     pub conflicts: Vec<Conflict>,
     /// Keys set aside this round because their rows could not be applied.
     pub parked: Vec<Parked>,
-    /// Keys left for the next round because the application kept writing them while
-    /// belt applied them (a hot row over a slow link).
-    pub deferred: u64,
 }
 
 impl RoundResult {
@@ -166,7 +163,6 @@ pub async fn run_round(
                     } else if let Some(key) = e.last_key {
                         tracing::info!(table = %table.table.display_name(), key = ?key,
                                        "key written during every try: left for the next round");
-                        result.deferred += 1;
                         after = Some(key);
                         limit = opts.chunk_keys;
                         tries = 0;
