@@ -1,11 +1,18 @@
--- belt change capture, version 2.
+-- belt change capture, version 3.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
 -- lock taken by the caller. Every function pins search_path and quotes identifiers
 -- with format('%I'), so nothing here depends on the session that calls it.
+--
+-- The application's roles get nothing here and need nothing (DESIGN.md rule 10): the
+-- trigger functions are SECURITY DEFINER, owned by the role that installs them, so a
+-- write by a role that may not even see schema belt still records its keys. PUBLIC
+-- holds no privilege on the schema, its tables or its functions (a trigger fires its
+-- function without an EXECUTE check, so the triggers need none either).
 
 create schema if not exists belt;
+revoke all on schema belt from public;
 
 create table if not exists belt.meta (
     version integer not null
@@ -42,6 +49,7 @@ $$;
 
 create or replace function belt.on_truncate() returns trigger
 language plpgsql
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
@@ -149,7 +157,8 @@ begin
 
     if to_regclass(format('belt.%I', v_delta)) is not null
        and exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-                    where n.nspname = 'belt' and p.proname = v_delta || '_fn' and p.prosrc = v_body)
+                    where n.nspname = 'belt' and p.proname = v_delta || '_fn' and p.prosrc = v_body
+                      and p.prosecdef)
        and (select array_agg(tgname::text order by tgname::text collate "C") from pg_trigger
              where tgrelid = v_rel::regclass and tgname like 'belt\_capture\_%') = v_triggers
     then
@@ -168,8 +177,9 @@ begin
     perform belt.drop_capture_triggers(v_rel);
 
     execute format(
-        'create or replace function belt.%I() returns trigger language plpgsql '
+        'create or replace function belt.%I() returns trigger language plpgsql security definer '
         'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
+    execute format('revoke all on function belt.%I() from public', v_delta || '_fn');
     if p_mode = 'statement' then
         execute format('create trigger belt_capture_ins after insert on %s '
             'referencing new table as belt_new for each statement execute function belt.%I()',
@@ -195,6 +205,7 @@ $fn$;
 
 create or replace function belt.kick() returns trigger
 language plpgsql
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
@@ -222,5 +233,8 @@ begin
 end
 $fn$;
 
+revoke all on all tables in schema belt from public;
+revoke all on all functions in schema belt from public;
+
 delete from belt.meta;
-insert into belt.meta (version) values (2);
+insert into belt.meta (version) values (3);

@@ -101,12 +101,12 @@ async fn unknown_and_keyless_tables_are_reported() {
     );
     assert!(e.contains("table public.nope not found in database 'src'"), "{e}");
 
-    pair.dst()
+    pair.owner(DST)
         .await
         .batch_execute("create table only_src (id int primary key)")
         .await
         .unwrap();
-    pair.src()
+    pair.owner(SRC)
         .await
         .batch_execute("create table gone (id int primary key)")
         .await
@@ -127,8 +127,12 @@ async fn unknown_and_keyless_tables_are_reported() {
         e.contains("public.gone exists in 'src' but not in 'dst'") && e.contains("pg_dump --schema-only"),
         "{e}"
     );
-    pair.src().await.batch_execute("drop table gone").await.unwrap();
-    pair.dst()
+    pair.owner(SRC)
+        .await
+        .batch_execute("drop table gone")
+        .await
+        .unwrap();
+    pair.owner(DST)
         .await
         .batch_execute("drop table only_src; alter table t add column extra int")
         .await
@@ -147,7 +151,7 @@ async fn unknown_and_keyless_tables_are_reported() {
     );
     assert!(e.contains("column extra exists only on the target"), "{e}");
     assert_untouched(&pair).await;
-    pair.dst()
+    pair.owner(DST)
         .await
         .batch_execute("alter table t drop column extra")
         .await

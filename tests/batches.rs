@@ -76,22 +76,24 @@ async fn applying_a_batch_twice_changes_nothing() {
 
     // A crash between the target's commit and the purge on the source leaves the
     // deltas in place: the same keys come again. Put them back and re-run.
-    let delta: String = src
+    let admin = pair.admin(SRC).await;
+    let delta: String = admin
         .query_one("select belt.delta_name('public', 't')", &[])
         .await
         .unwrap()
         .get(0);
-    src.batch_execute(&format!(
-        "insert into belt.\"{delta}\" (id) select generate_series(1, 100)"
-    ))
-    .await
-    .unwrap();
+    admin
+        .batch_execute(&format!(
+            "insert into belt.\"{delta}\" (id) select generate_series(1, 100)"
+        ))
+        .await
+        .unwrap();
     let before = rows(&pair.dst().await, "t").await;
     round(&mut s, Some(&s1)).await;
     assert_eq!(rows(&pair.dst().await, "t").await, before);
     assert_same(&pair, "t").await;
     assert_eq!(
-        count(&src, &format!("belt.\"{delta}\"")).await,
+        count(&admin, &format!("belt.\"{delta}\"")).await,
         0,
         "consumed deltas are purged"
     );

@@ -3,12 +3,14 @@
 use belt::capture::{self, TriggerMode};
 use belt::pg::introspect::{describe_table, TableName};
 
-use crate::support::{count, has_belt_schema, Pair};
+use crate::support::{count, has_belt_schema, Pair, SRC};
 
 #[tokio::test]
 async fn install_and_uninstall_are_idempotent() {
     let pair = Pair::new(r#"create table "Mixed Case" (id int primary key, v text)"#).await;
-    let mut src = pair.src().await;
+    // belt's role installs; the application writes.
+    let mut src = pair.admin(SRC).await;
+    let app = pair.src().await;
     let name = TableName {
         schema: "public".into(),
         name: "Mixed Case".into(),
@@ -30,7 +32,7 @@ async fn install_and_uninstall_are_idempotent() {
         "insert, update, delete and truncate triggers"
     );
 
-    src.batch_execute(
+    app.batch_execute(
         r#"insert into "Mixed Case" values (1, 'a'), (2, 'b'); update "Mixed Case" set id = 3 where id = 2"#,
     )
     .await

@@ -1,7 +1,7 @@
 //! Rule 6: the initial copy leaves no gap, resumes from its checkpoints after a crash,
 //! and ends with the target equal to the source while writes go on.
 
-use crate::support::{assert_same, count, wait_for, Pair};
+use crate::support::{assert_same, count, wait_for, Pair, SRC};
 
 const SCHEMA: &str = "
 create table big (id bigint primary key, v text, n integer);
@@ -18,7 +18,7 @@ insert into child (parent_id, v) select 1 + i % 100, 'c' || i from generate_seri
 async fn seeded(extra_config: &str) -> Pair {
     let pair = Pair::with_config(SCHEMA, extra_config).await;
     pair.src().await.batch_execute(SEED).await.unwrap();
-    pair.src().await.batch_execute("analyze").await.unwrap();
+    pair.owner(SRC).await.batch_execute("analyze").await.unwrap();
     pair
 }
 

@@ -1,7 +1,7 @@
 //! Rule 5: kill -9 in the middle of a large catch-up, restart, and the target ends
 //! equal to the source without the backlog starting over.
 
-use crate::support::{assert_same, count, wait_for, Pair};
+use crate::support::{assert_same, count, wait_for, Pair, SRC};
 
 const ROWS: i64 = 200_000;
 
@@ -27,7 +27,8 @@ async fn kill_9_during_catch_up_resumes_and_converges() {
     ))
     .await
     .unwrap();
-    let delta: String = src
+    let admin = pair.admin(SRC).await;
+    let delta: String = admin
         .query_one(
             "select 'belt.' || quote_ident(belt.delta_name('public', 'big'))",
             &[],
@@ -35,7 +36,7 @@ async fn kill_9_during_catch_up_resumes_and_converges() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(count(&src, &delta).await, ROWS);
+    assert_eq!(count(&admin, &delta).await, ROWS);
 
     let mut daemon = pair.start_daemon();
     let dst = pair.dst().await;
@@ -45,7 +46,7 @@ async fn kill_9_during_catch_up_resumes_and_converges() {
     .await;
     daemon.kill9();
 
-    let left = count(&src, &delta).await;
+    let left = count(&admin, &delta).await;
     let landed = count(&dst, "big").await;
     assert!(
         left < ROWS,
@@ -60,7 +61,7 @@ async fn kill_9_during_catch_up_resumes_and_converges() {
 
     let _daemon = pair.start_daemon();
     wait_for(300, "catch-up to finish", || async {
-        count(&src, &delta).await == 0
+        count(&admin, &delta).await == 0
     })
     .await;
     pair.kick_wait();

@@ -2,12 +2,12 @@
 //! new side come back to the old one, sequences and key-less tables follow, verify
 //! passes at each end; a failed gate leaves the old side authoritative and writable.
 
-use crate::support::{can_login, count, text, wait_for, Pair};
+use crate::support::{can_login, count, text, wait_for, Pair, SRC};
 
 const SCHEMA: &str = "create table t (id serial primary key, v text); create table notes (line text);";
 
 async fn set_up(pair: &Pair) {
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute("create role shop login; insert into t (v) select 'seed' from generate_series(1, 1000); insert into notes values ('a'), ('b')")
         .await
@@ -17,7 +17,7 @@ async fn set_up(pair: &Pair) {
 
 #[tokio::test]
 async fn cutover_then_failback_loses_no_write() {
-    let pair = Pair::new(SCHEMA).await;
+    let pair = Pair::on_two_servers(SCHEMA, "").await;
     set_up(&pair).await;
     let _daemon = pair.start_daemon();
     wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
@@ -65,7 +65,8 @@ async fn cutover_then_failback_loses_no_write() {
     dst.batch_execute("insert into t (v) values ('on the new side')")
         .await
         .unwrap();
-    let src = pair.src().await;
+    // The old side stays fenced: only an administrator reads it now.
+    let src = pair.admin(SRC).await;
     wait_for(30, "back replication", || async {
         pair.kick_wait();
         count(&src, "t where v = 'on the new side'").await == 1
@@ -97,7 +98,9 @@ async fn cutover_then_failback_loses_no_write() {
         can_login(&pair, "shop").await,
         "failback lets the application back onto the old side"
     );
-    src.batch_execute("insert into t (v) values ('after failback')")
+    pair.src()
+        .await
+        .batch_execute("insert into t (v) values ('after failback')")
         .await
         .unwrap();
     pair.kick_wait();
@@ -105,12 +108,14 @@ async fn cutover_then_failback_loses_no_write() {
         pair.beltctl(&["verify", "app"]).status.success(),
         "equal after failback"
     );
+    // The new side is fenced again: the application's sessions there were ended.
+    let dst = pair.admin(crate::support::DST).await;
     assert_eq!(count(&dst, "t where v = 'after failback'").await, 1);
 }
 
 #[tokio::test]
 async fn a_failed_gate_leaves_the_source_authoritative_and_writable() {
-    let pair = Pair::new(SCHEMA).await;
+    let pair = Pair::on_two_servers(SCHEMA, "").await;
     set_up(&pair).await;
     let mut daemon = pair.start_daemon();
     wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;

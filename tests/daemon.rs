@@ -1,7 +1,7 @@
 //! The daemon as an operator runs it: changes arrive without a kick, status tells
 //! what is going on, SIGTERM stops cleanly.
 
-use crate::support::{count, wait_for, Pair};
+use crate::support::{count, wait_for, Pair, DST};
 
 #[tokio::test]
 async fn a_commit_reaches_the_target_by_notification() {
@@ -91,7 +91,7 @@ async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
         "u",
     ]);
     pair.beltctl_ok(&["setup", "other"]);
-    pair.dst().await.batch_execute("drop table u").await.unwrap();
+    pair.owner(DST).await.batch_execute("drop table u").await.unwrap();
     let _daemon = pair.start_daemon();
 
     wait_for(30, "sync 'other' to fail", || async {

@@ -2,7 +2,7 @@
 //! names table and column, the other tables go on, and the table resumes by itself,
 //! with every change, once the column exists on both sides.
 
-use crate::support::{count, rows, Pair};
+use crate::support::{count, rows, Pair, DST, SRC};
 
 #[tokio::test]
 async fn a_column_added_on_one_side_stops_only_that_table_until_both_match() {
@@ -13,11 +13,14 @@ async fn a_column_added_on_one_side_stops_only_that_table_until_both_match() {
     pair.kick_wait();
 
     let src = pair.src().await;
-    src.batch_execute(
-        "alter table t add column extra integer; insert into t values (1, 'a', 5); insert into u values (1)",
-    )
-    .await
-    .unwrap();
+    pair.owner(SRC)
+        .await
+        .batch_execute("alter table t add column extra integer")
+        .await
+        .unwrap();
+    src.batch_execute("insert into t values (1, 'a', 5); insert into u values (1)")
+        .await
+        .unwrap();
     pair.kick_wait();
     let status = pair.status();
     let error = status["last_error"].as_str().unwrap_or_default().to_string();
@@ -29,7 +32,9 @@ async fn a_column_added_on_one_side_stops_only_that_table_until_both_match() {
     assert_eq!(count(&dst, "u").await, 1, "other tables go on");
     assert_eq!(count(&dst, "t").await, 0, "the drifted table waits");
 
-    dst.batch_execute("alter table t add column extra integer")
+    pair.owner(DST)
+        .await
+        .batch_execute("alter table t add column extra integer")
         .await
         .unwrap();
     pair.kick_wait();

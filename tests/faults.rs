@@ -65,8 +65,8 @@ async fn wait_recovered(pair: &Pair, what: &str) {
 fn two_way_load(pair: &Pair, base: i64, per_second: u32, hot_percent: u64, seed: u64) -> Load {
     Load::start(
         vec![
-            (pair.spec("src", SRC), base),
-            (pair.spec("dst", DST), base + 1_000_000),
+            (pair.app_spec("src", SRC), base),
+            (pair.app_spec("dst", DST), base + 1_000_000),
         ],
         per_second,
         hot_percent,
@@ -234,13 +234,7 @@ async fn a_source_restored_from_backup_stops_the_sync() {
     // The source's database is restored onto a new server and its name now
     // points there.
     let restored = belt::local_cluster::LocalCluster::start().unwrap();
-    let admin = belt::pg::connect(&restored.db_spec("postgres", "postgres"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("create database {SRC}"))
-        .await
-        .unwrap();
+    restored.create_app_database(SRC, "").await.unwrap();
     let password = std::fs::read_to_string(pair.cluster.password_file()).unwrap();
     let restore = format!(
         "{}/pg_dump '{}' | {}/psql -q -v ON_ERROR_STOP=1 '{}'",

@@ -6,7 +6,7 @@ use crate::support::{can_login, count, has_belt_schema, text, Pair, SRC};
 #[tokio::test]
 async fn restore_logins_gives_back_only_what_revoke_took() {
     let pair = Pair::new("create table t (id int primary key)").await;
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute("create role app1 login password 'pw1'; create role app2 nologin; create role app3 login password 'pw3'")
         .await

@@ -19,6 +19,7 @@ mod multimaster;
 mod operator;
 mod plan;
 mod precheck;
+mod roles;
 mod roundtrip;
 mod service;
 mod setup;

@@ -77,13 +77,18 @@ impl Both {
         panic!("still moving rows after 10 rounds: echo?");
     }
 
+    /// Delta rows of `table` on each side (read as the superuser: the application
+    /// cannot see schema belt).
     pub async fn pending_deltas(&self, table: &str) -> (i64, i64) {
         let delta = format!("belt.\"{}\"", self.delta(table).await);
-        (count(&self.a, &delta).await, count(&self.b, &delta).await)
+        let (a, b) = (self.pair.admin(SRC).await, self.pair.admin(DST).await);
+        (count(&a, &delta).await, count(&b, &delta).await)
     }
 
     async fn delta(&self, table: &str) -> String {
-        self.a
+        self.pair
+            .admin(SRC)
+            .await
             .query_one("select belt.delta_name('public', $1)", &[&table])
             .await
             .unwrap()
@@ -96,8 +101,8 @@ impl Both {
             "update belt.\"{}\" set belt_changed_at = '2020-01-01 00:00:00+00'",
             self.delta(table).await
         );
-        self.a.batch_execute(&sql).await.unwrap();
-        self.b.batch_execute(&sql).await.unwrap();
+        self.pair.admin(SRC).await.batch_execute(&sql).await.unwrap();
+        self.pair.admin(DST).await.batch_execute(&sql).await.unwrap();
     }
 }
 
@@ -443,7 +448,7 @@ async fn kill_9_during_bidirectional_load_loses_and_doubles_nothing() {
 #[tokio::test]
 async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_written() {
     let pair = Pair::new(KV).await;
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute(&format!(
             "create role app login password 'app-secret'; grant all on t to app; \
@@ -451,7 +456,7 @@ async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_writ
         ))
         .await
         .unwrap();
-    pair.dst()
+    pair.owner(DST)
         .await
         .batch_execute("grant all on t to app")
         .await

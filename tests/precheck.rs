@@ -11,7 +11,7 @@ select lo_create(0);";
 #[tokio::test]
 async fn precheck_names_each_blocker_and_exits_1() {
     let pair = Pair::with_schemas(SCHEMA, "", "").await;
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute(&format!(
             "create role app login password 'app-secret'; grant select on all tables in schema public to app; \
@@ -21,7 +21,7 @@ async fn precheck_names_each_blocker_and_exits_1() {
         .unwrap();
     pair.add_dbs_as("app", "app-secret");
     pair.beltctl_ok(&["add", "sync", "app", "--dbs", "src:source,dst:target"]);
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute("revoke set on parameter session_replication_role from app")
         .await
@@ -34,6 +34,9 @@ async fn precheck_names_each_blocker_and_exits_1() {
     for expected in [
         "GRANT CREATE ON DATABASE",
         "GRANT SET ON PARAMETER session_replication_role",
+        "GRANT app_owner TO app",
+        "ALTER ROLE app CREATEROLE",
+        "GRANT pg_signal_backend TO app",
         "pg_dump",
     ] {
         assert!(shown.contains(expected), "missing {expected}: {shown}");
@@ -51,7 +54,13 @@ async fn precheck_names_each_blocker_and_exits_1() {
     };
     assert_eq!(
         of("blocker"),
-        ["capture privileges", "apply without echo", "pg_dump"],
+        [
+            "capture privileges",
+            "table rights",
+            "apply without echo",
+            "pg_dump",
+            "schema owners"
+        ],
         "{reports}"
     );
     let warnings = of("warning");

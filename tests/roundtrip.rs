@@ -1,7 +1,7 @@
 //! Rule 8: every kind of value and name survives the trip, through the daemon and
 //! `beltctl kick --wait` as an operator would drive it.
 
-use crate::support::{assert_same, Pair};
+use crate::support::{assert_same, Pair, SRC};
 
 const SCHEMA: &str = r#"
 create type mood as enum ('sad', 'ok', 'happy');
@@ -79,6 +79,12 @@ async fn every_value_and_name_survives() {
     pair.kick_wait();
     assert_all_same(&pair).await;
 
+    // An application that truncates holds TRUNCATE on the table, nothing more.
+    pair.owner(SRC)
+        .await
+        .batch_execute("grant truncate on child to app_user")
+        .await
+        .unwrap();
     src.batch_execute("truncate child; insert into child values (100, 1)")
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{count, wait_for, Pair};
+use crate::support::{count, wait_for, Pair, SRC};
 
 #[tokio::test]
 async fn the_daemon_speaks_the_notify_protocol_and_stops_cleanly() {
@@ -177,7 +177,7 @@ async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
 async fn a_password_appears_in_no_output_log_catalog_or_metric() {
     const SECRET: &str = "Zq9-distinctive-S3cret";
     let pair = Pair::with_schemas("create table t (id int primary key, v text)", "", "").await;
-    pair.src()
+    pair.admin(SRC)
         .await
         .batch_execute(&format!("create role mover superuser login password '{SECRET}'"))
         .await

@@ -2,7 +2,8 @@
 //! database of a sync to the other, gate by gate, each reported and timed.
 //!
 //! Gates: fence the old side (NOLOGIN + end sessions), drain both directions, install
-//! capture on the new side, carry sequences, copy key-less tables whole, verify,
+//! capture on the new side, carry sequences, copy key-less tables whole, validate the
+//! constraints the schema step created NOT VALID, verify,
 //! ANALYZE the new side, then switch: the new side becomes the source with
 //! replication back to the old one left on, and logins belt took from the new side
 //! earlier (a failback after a cutover) are given back. A failed gate stops with the
@@ -21,9 +22,10 @@ use crate::catalog::{Catalog, Member, Role};
 use crate::copy::{copy_chunk, End, Range};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{sequences, Side, TablePlan};
+use crate::migrate::constraints::{validate_like, ConstraintError};
 use crate::migrate::logins::{application_roles, set_login, terminate};
 use crate::pg::error::render;
-use crate::pg::introspect::owned_sequences;
+use crate::pg::introspect::all_sequences;
 use crate::pg::{connect, DbSpec};
 use crate::verify::{verify_table, Sides, VERIFY_CHUNK_ROWS};
 
@@ -125,6 +127,8 @@ impl Switch<'_> {
         let t = Instant::now();
         gate("key-less tables", t, self.keyless().await)?;
         let t = Instant::now();
+        gate("constraints", t, self.constraints().await)?;
+        let t = Instant::now();
         gate("verify", t, self.verify().await)?;
         let t = Instant::now();
         gate("analyze", t, self.analyze().await)?;
@@ -191,10 +195,8 @@ impl Switch<'_> {
             client: connect(&self.to).await?,
             source: false,
         };
-        for t in self.tables()? {
-            let seqs = owned_sequences(&from.client, &from.db, &t).await?;
-            sequences::carry(&from, &to, &seqs).await?;
-        }
+        let seqs = all_sequences(&from.client, &from.db).await?;
+        sequences::carry(&from, &to, &seqs).await?;
         Ok(())
     }
 
@@ -223,6 +225,18 @@ impl Switch<'_> {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Validates on the new side what the schema step created NOT VALID.
+    async fn constraints(&mut self) -> Result<(), CliError> {
+        let (from, to) = (connect(&self.from).await?, connect(&self.to).await?);
+        validate_like(&from, &self.from.name, &to, &self.to.name)
+            .await
+            .map_err(|e| match e {
+                ConstraintError::Db(e) => CliError::Db(e),
+                other => CliError::Failed(other.to_string()),
+            })?;
         Ok(())
     }
 

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::privileges;
+use super::roles::{missing, not_member_of, used_roles};
 use crate::catalog::{Role, SyncDef};
 use crate::engine::echo::{check_receiver, PRIVILEGE_HINT};
 use crate::pg::binaries::find_program;
@@ -54,7 +56,8 @@ impl Report {
         self.findings.iter().any(|f| f.level == Level::Blocker)
     }
 
-    fn add(&mut self, level: Level, db: &str, check: &str, detail: impl Into<String>) {
+    /// Adds one finding.
+    pub(crate) fn add(&mut self, level: Level, db: &str, check: &str, detail: impl Into<String>) {
         self.findings.push(Finding {
             level,
             db: db.into(),
@@ -110,9 +113,15 @@ pub async fn precheck(
             let (level, detail) = if create {
                 (Level::Ok, "may create schema belt and its triggers".to_string())
             } else {
+                let grant: String = one(
+                    c,
+                    db,
+                    "select format('GRANT CREATE ON DATABASE %I TO %I', current_database(), current_user)",
+                )
+                .await?;
                 (
                     Level::Blocker,
-                    "the role may not create schema belt: GRANT CREATE ON DATABASE … TO <role>".to_string(),
+                    format!("the role may not create schema belt: {grant}"),
                 )
             };
             report.add(level, db, "capture privileges", detail);
@@ -125,9 +134,18 @@ pub async fn precheck(
                     "apply without echo",
                     "may set session_replication_role",
                 ),
-                Err(_) => report.add(Level::Blocker, db, "apply without echo", PRIVILEGE_HINT),
+                Err(_) => {
+                    let me: String = one(c, db, "select quote_ident(current_user)").await?;
+                    report.add(
+                        Level::Blocker,
+                        db,
+                        "apply without echo",
+                        PRIVILEGE_HINT.replace("<role>", &me),
+                    )
+                }
             }
         }
+        privileges::check(&mut report, db, c, tables, versions[i]).await?;
     }
     let src = crate::catalog::first_source(roles.map(|r| r == Role::Source));
     let dst = 1 - src;
@@ -142,7 +160,8 @@ pub async fn precheck(
             ),
         );
     }
-    check_target_schema(&mut report, specs, clients, src, versions[src]).await?;
+    let copies_schema = check_target_schema(&mut report, specs, clients, src, versions[src]).await?;
+    check_roles(&mut report, specs, clients, src, copies_schema).await?;
     check_objects(&mut report, specs[src], clients[src]).await?;
     for t in tables {
         report
@@ -160,15 +179,68 @@ pub async fn precheck(
     Ok(report)
 }
 
+/// The target must know every role the source's schema uses (DESIGN.md rule 10); when
+/// belt copies the schema, its role there must be able to give objects their owners.
+async fn check_roles(
+    report: &mut Report,
+    specs: [&DbSpec; 2],
+    clients: [&Client; 2],
+    src: usize,
+    copies_schema: bool,
+) -> Result<(), DbError> {
+    let dst = 1 - src;
+    let (dc, ddb) = (clients[dst], specs[dst].name.as_str());
+    let used = used_roles(clients[src], &specs[src].name).await?;
+    let missing = missing(dc, ddb, &used).await?;
+    if missing.is_empty() {
+        report.add(
+            Level::Ok,
+            ddb,
+            "roles",
+            format!("all {} roles the source's schema uses exist here", used.len()),
+        );
+    }
+    for role in &missing {
+        report.add(
+            Level::Blocker,
+            ddb,
+            "roles",
+            format!(
+                "role {} is used on '{}' ({}) and does not exist here: {}",
+                role.name,
+                specs[src].name,
+                role.describe_uses(),
+                role.create_statement()
+            ),
+        );
+    }
+    if !copies_schema {
+        return Ok(());
+    }
+    let owners: Vec<&str> = used.iter().filter(|r| r.owns).map(|r| r.name.as_str()).collect();
+    let me: String = one(dc, ddb, "select quote_ident(current_user)").await?;
+    for owner in not_member_of(dc, ddb, &owners).await? {
+        report.add(
+            Level::Blocker,
+            ddb,
+            "schema owners",
+            format!(
+                "the schema copy makes {owner} the owner of its objects, which needs membership: GRANT {owner} TO {me}"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// An empty target gets the schema by pg_dump: it must exist, be new enough, and the
-/// target must offer the source's extensions.
+/// target must offer the source's extensions. Returns whether belt copies the schema.
 async fn check_target_schema(
     report: &mut Report,
     specs: [&DbSpec; 2],
     clients: [&Client; 2],
     src: usize,
     src_major: i32,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let dst = 1 - src;
     let (dc, ddb) = (clients[dst], specs[dst].name.as_str());
     let target_tables: i64 = one(
@@ -186,7 +258,7 @@ async fn check_target_schema(
             "schema",
             format!("{target_tables} tables present: used as they are when they match"),
         );
-        return Ok(());
+        return Ok(false);
     }
     report.add(
         Level::Ok,
@@ -232,7 +304,7 @@ async fn check_target_schema(
             );
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn pg_dump_major(program: &std::path::Path) -> Option<i32> {

@@ -13,8 +13,10 @@ use super::pgpass;
 use super::tls;
 
 /// Settings pinned on every session, so that text forms of values and the meaning of
-/// our SQL do not depend on server or role defaults.
-const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; \
+/// our SQL do not depend on server or role defaults. `row_security = off` makes a
+/// statement that row-level security would filter fail instead: belt must never copy,
+/// compare or apply part of a table without knowing it.
+const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; set row_security = off; \
      set search_path = pg_catalog, pg_temp; set datestyle = 'ISO, YMD'; \
      set intervalstyle = 'postgres'; set extra_float_digits = 3; set timezone = 'UTC'; \
      set bytea_output = 'hex'";
@@ -115,13 +117,20 @@ fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Erro
     }
 }
 
-/// The password of `spec`, for a client program run on its behalf (`pg_dump`).
-pub fn password(spec: &DbSpec) -> Result<Option<Vec<u8>>, DbError> {
-    let config = spec.config().map_err(|e| DbError::Settings {
+/// The whole environment a client program (`pg_dump`, `psql`) run on behalf of
+/// `spec` needs: [`DbSpec::libpq_env`] plus `PGPASSWORD` when belt resolved a
+/// password. The child's environment is readable only by the same user, unlike argv.
+pub fn child_env(spec: &DbSpec) -> Result<Vec<(&'static str, String)>, DbError> {
+    let settings = |e: super::dbspec::DbSpecError| DbError::Settings {
         db: spec.name.clone(),
         message: e.to_string(),
-    })?;
-    resolve_password(spec, &config)
+    };
+    let config = spec.config().map_err(settings)?;
+    let mut env = spec.libpq_env().map_err(settings)?;
+    if let Some(pw) = resolve_password(spec, &config)? {
+        env.push(("PGPASSWORD", String::from_utf8_lossy(&pw).into_owned()));
+    }
+    Ok(env)
 }
 
 /// The password from `password_env`, `password_file`, or the pgpass file, in that order.
@@ -149,11 +158,7 @@ fn resolve_password(spec: &DbSpec, config: &tokio_postgres::Config) -> Result<Op
     let Ok(contents) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let (host, port) = spec.host_port().map_err(|e| settings(e.to_string()))?;
     let user = config.get_user().unwrap_or_default();
     let dbname = config.get_dbname().unwrap_or(user);
     Ok(pgpass::lookup(&contents, &host, port, dbname, user).map(String::into_bytes))

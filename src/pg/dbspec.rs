@@ -128,6 +128,67 @@ impl DbSpec {
             })
     }
 
+    /// The libpq environment that makes a client program (`pg_dump`, `psql`) reach
+    /// this database exactly as belt does: hosts, ports, user, database, TLS mode and
+    /// certificates, application name, connect timeout. The password is not in it
+    /// (see [`crate::pg::connect::child_env`]); nothing goes on a command line, where
+    /// other users of the machine could read it.
+    pub fn libpq_env(&self) -> Result<Vec<(&'static str, String)>, DbSpecError> {
+        let config = self.config()?;
+        let tls = self.tls()?;
+        let join = |items: Vec<String>| items.join(",");
+        let mut env = vec![
+            ("PGHOST", join(config.get_hosts().iter().map(host_text).collect())),
+            ("PGSSLMODE", tls.mode.as_libpq().to_string()),
+            (
+                "PGAPPNAME",
+                config.get_application_name().unwrap_or("belt").to_string(),
+            ),
+            (
+                "PGCONNECT_TIMEOUT",
+                config
+                    .get_connect_timeout()
+                    .map_or(10, |t| t.as_secs().max(1))
+                    .to_string(),
+            ),
+        ];
+        if !config.get_ports().is_empty() {
+            env.push((
+                "PGPORT",
+                join(config.get_ports().iter().map(u16::to_string).collect()),
+            ));
+        }
+        if let Some(user) = config.get_user() {
+            env.push(("PGUSER", user.to_string()));
+        }
+        if let Some(db) = config.get_dbname() {
+            env.push(("PGDATABASE", db.to_string()));
+        }
+        if let Some(options) = config.get_options() {
+            env.push(("PGOPTIONS", options.to_string()));
+        }
+        for (var, path) in [
+            ("PGSSLROOTCERT", &tls.root_cert),
+            ("PGSSLCERT", &tls.cert),
+            ("PGSSLKEY", &tls.key),
+        ] {
+            if let Some(path) = path {
+                env.push((var, path.display().to_string()));
+            }
+        }
+        Ok(env)
+    }
+
+    /// The first host and port, as the pgpass file matches them.
+    pub fn host_port(&self) -> Result<(String, u16), DbSpecError> {
+        let config = self.config()?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".to_string(),
+        };
+        Ok((host, config.get_ports().first().copied().unwrap_or(5432)))
+    }
+
     /// `host=… port=… dbname=… user=…` for messages: what, never the secret.
     pub fn describe(&self) -> String {
         match self.config() {
@@ -137,16 +198,16 @@ impl DbSpec {
     }
 }
 
+fn host_text(h: &tokio_postgres::config::Host) -> String {
+    match h {
+        tokio_postgres::config::Host::Tcp(s) => s.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    }
+}
+
 /// The non-secret parts of a configuration, for error messages and logs.
 pub fn describe_config(c: &tokio_postgres::Config) -> String {
-    let host = c
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(s) => s.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "?".into());
+    let host = c.get_hosts().first().map(host_text).unwrap_or_else(|| "?".into());
     let port = c.get_ports().first().copied().unwrap_or(5432);
     format!(
         "host={host} port={port} dbname={} user={}",
@@ -196,6 +257,35 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
         let e = DbSpec::parse("src", &args(&["postgres://u:hunter2@h/db"])).unwrap_err();
         assert!(matches!(e, DbSpecError::InlinePassword { .. }));
+    }
+
+    #[test]
+    fn child_programs_get_every_setting_but_the_password() {
+        let s = DbSpec::parse(
+            "src",
+            &args(&[
+                "host=db.example",
+                "port=6432",
+                "dbname=app",
+                "user=belt",
+                "sslmode=verify-full",
+                "sslrootcert=/etc/ca.pem",
+                "sslcert=/etc/c.pem",
+                "sslkey=/etc/c.key",
+                "password_env=PW",
+            ]),
+        )
+        .unwrap();
+        let env: std::collections::HashMap<_, _> = s.libpq_env().unwrap().into_iter().collect();
+        assert_eq!(env["PGHOST"], "db.example");
+        assert_eq!(env["PGPORT"], "6432");
+        assert_eq!(env["PGDATABASE"], "app");
+        assert_eq!(env["PGUSER"], "belt");
+        assert_eq!(env["PGSSLMODE"], "verify-full");
+        assert_eq!(env["PGSSLROOTCERT"], "/etc/ca.pem");
+        assert_eq!(env["PGSSLCERT"], "/etc/c.pem");
+        assert_eq!(env["PGSSLKEY"], "/etc/c.key");
+        assert!(!env.contains_key("PGPASSWORD"));
     }
 
     #[test]

@@ -130,19 +130,23 @@ select n.nspname, s.relname
    and d.deptype in ('a', 'i')
  order by 1, 2";
 
+/// `(schema, name)` rows as names.
+fn table_names(rows: &[tokio_postgres::Row]) -> Vec<TableName> {
+    rows.iter()
+        .map(|r| TableName {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect()
+}
+
 /// Every user table of the database (or of one schema), outside belt's own schema.
 pub async fn list_tables(client: &Client, db: &str, schema: Option<&str>) -> Result<Vec<TableName>, DbError> {
     let rows = client
         .query(TABLES_SQL, &[&schema])
         .await
         .map_err(|e| DbError::query(db, "list tables", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| TableName {
-            schema: r.get(0),
-            name: r.get(1),
-        })
-        .collect())
+    Ok(table_names(&rows))
 }
 
 /// Columns and key of one table; `None` when the table does not exist.
@@ -195,13 +199,25 @@ pub async fn owned_sequences(
         .query(SEQUENCES_SQL, &[&table.schema, &table.name])
         .await
         .map_err(|e| DbError::query(db, format!("read sequences of {}", table.display_name()), e))?;
-    Ok(rows
-        .iter()
-        .map(|r| TableName {
-            schema: r.get(0),
-            name: r.get(1),
-        })
-        .collect())
+    Ok(table_names(&rows))
+}
+
+/// Every sequence of the database outside schema belt, owned by a column or not: an
+/// application that calls `nextval('invoice_no')` itself needs it carried too.
+pub async fn all_sequences(client: &Client, db: &str) -> Result<Vec<TableName>, DbError> {
+    let rows = client
+        .query(
+            "select n.nspname::text, c.relname::text from pg_class c \
+             join pg_namespace n on n.oid = c.relnamespace \
+             where c.relkind = 'S' and n.nspname not in ('belt', 'pg_catalog', 'information_schema') \
+             and n.nspname not like 'pg\\_%' \
+             and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass \
+                             and d.objid = c.oid and d.deptype = 'e') order by 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::query(db, "list sequences", e))?;
+    Ok(table_names(&rows))
 }
 
 #[cfg(test)]

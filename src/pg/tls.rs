@@ -45,6 +45,17 @@ impl Mode {
         })
     }
 
+    /// libpq's name for the mode, for a client program's `PGSSLMODE`.
+    pub fn as_libpq(self) -> &'static str {
+        match self {
+            Mode::Disable => "disable",
+            Mode::Prefer => "prefer",
+            Mode::Require => "require",
+            Mode::VerifyCa => "verify-ca",
+            Mode::VerifyFull => "verify-full",
+        }
+    }
+
     /// What tokio-postgres is told: it only negotiates; checks happen in rustls.
     pub fn negotiation(self) -> SslMode {
         match self {

@@ -16,13 +16,16 @@ pub struct Entry {
     /// pg_dump's type, e.g. `TABLE`, `INDEX`, `FK CONSTRAINT`.
     pub kind: String,
     pub sql: String,
+    /// Built after the copy (see [`Entry::is_post_copy`]).
+    post_copy: bool,
 }
 
 impl Entry {
-    /// Built after the copy: indexes, triggers and foreign keys. Primary keys and
+    /// Built after the copy: indexes, triggers and foreign keys, and the comments on
+    /// them (pg_dump puts an object's comment right after it). Primary keys and
     /// unique constraints come before it, since apply and copy work by key.
     pub fn is_post_copy(&self) -> bool {
-        matches!(self.kind.as_str(), "INDEX" | "TRIGGER" | "FK CONSTRAINT")
+        self.post_copy
     }
 
     /// belt's own capture triggers on the source: never copied.
@@ -59,10 +62,16 @@ pub fn parse(text: &str) -> Dump {
             if let Some(done) = current.take() {
                 dump.entries.push(done);
             }
+            let post_copy = match kind.as_str() {
+                "INDEX" | "TRIGGER" | "FK CONSTRAINT" => true,
+                "COMMENT" => dump.entries.last().is_some_and(|e| e.post_copy),
+                _ => false,
+            };
             current = Some(Entry {
                 name,
                 kind,
                 sql: String::new(),
+                post_copy,
             });
             continue;
         }
@@ -85,40 +94,14 @@ pub fn parse(text: &str) -> Dump {
     dump
 }
 
-/// Runs `pg_dump --schema-only` against `spec` (password through the environment,
-/// never the command line) and parses its output.
-pub fn dump_schema(spec: &DbSpec, password: Option<Vec<u8>>) -> Result<Dump, SchemaError> {
+/// Runs `pg_dump --schema-only` against `spec`, owners and privileges included, and
+/// parses its output. `env` is the child's libpq environment
+/// ([`crate::pg::connect::child_env`]): settings and password never go on argv.
+pub fn dump_schema(spec: &DbSpec, env: &[(&'static str, String)]) -> Result<Dump, SchemaError> {
     let program = find_program("pg_dump").ok_or(SchemaError::NoPgDump)?;
-    let config = spec.config().map_err(|e| SchemaError::Dump {
-        db: spec.name.clone(),
-        message: e.to_string(),
-    })?;
     let mut cmd = Command::new(&program);
-    cmd.args([
-        "--schema-only",
-        "--no-owner",
-        "--no-privileges",
-        "--exclude-schema=belt",
-    ]);
-    if let Some(host) = config.get_hosts().first() {
-        let host = match host {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        cmd.env("PGHOST", host);
-    }
-    if let Some(port) = config.get_ports().first() {
-        cmd.env("PGPORT", port.to_string());
-    }
-    if let Some(user) = config.get_user() {
-        cmd.env("PGUSER", user);
-    }
-    if let Some(db) = config.get_dbname() {
-        cmd.env("PGDATABASE", db);
-    }
-    if let Some(pw) = password {
-        cmd.env("PGPASSWORD", String::from_utf8_lossy(&pw).to_string());
-    }
+    cmd.args(["--schema-only", "--exclude-schema=belt"]);
+    cmd.envs(env.iter().map(|(k, v)| (*k, v)));
     let out = cmd.output().map_err(|e| SchemaError::Dump {
         db: spec.name.clone(),
         message: format!("cannot run {}: {e}", program.display()),

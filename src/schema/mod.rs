@@ -59,9 +59,9 @@ pub async fn target_is_empty(dst: &Client, db: &str) -> Result<bool, SchemaError
 }
 
 async fn read_dump(src: &DbSpec) -> Result<dump::Dump, SchemaError> {
-    let password = crate::pg::connect::password(src)?;
+    let env = crate::pg::connect::child_env(src)?;
     let spec = src.clone();
-    tokio::task::spawn_blocking(move || dump_schema(&spec, password))
+    tokio::task::spawn_blocking(move || dump_schema(&spec, &env))
         .await
         .map_err(|e| SchemaError::Dump {
             db: src.name.clone(),

@@ -95,7 +95,10 @@ async fn write(
     stop: Arc<AtomicBool>,
 ) -> (i64, Model) {
     let client = connect(&spec).await.expect("writer connects");
-    client.batch_execute("set search_path = public").await.unwrap();
+    client
+        .batch_execute("set search_path = public; reset row_security")
+        .await
+        .unwrap();
     let owner = spec.name.clone();
     let pause = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
     let mut rng = Rng(seed | 1);

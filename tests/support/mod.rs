@@ -74,16 +74,27 @@ impl Pair {
             config,
         };
         for (db, schema) in [(SRC, src_schema), (DST, dst_schema)] {
-            let admin = connect(&pair.server_of(db).db_spec("postgres", "postgres"))
+            pair.server_of(db)
+                .create_app_database(db, schema)
                 .await
-                .unwrap();
-            admin
-                .batch_execute(&format!("create database {db}"))
-                .await
-                .unwrap();
-            pair.connect(db).await.batch_execute(schema).await.unwrap();
+                .unwrap_or_else(|e| panic!("create {db}: {e}"));
         }
         pair
+    }
+
+    /// Source and target on servers of their own, starting with different schemas.
+    pub async fn two_servers_with_schemas(src_schema: &str, dst_schema: &str, extra_config: &str) -> Pair {
+        Pair::build(src_schema, dst_schema, extra_config, true).await
+    }
+
+    /// Runs `sql` as the superuser on every server of the pair (roles are per server).
+    pub async fn on_each_server(&self, sql: &str) {
+        for db in [SRC, DST] {
+            if db == DST && self.dst_cluster.is_none() {
+                break;
+            }
+            self.admin(db).await.batch_execute(sql).await.unwrap();
+        }
     }
 
     /// The server holding `dbname`.
@@ -99,19 +110,45 @@ impl Pair {
         self.server_of(dbname).db_spec(name, dbname)
     }
 
-    /// A session on `dbname` as the superuser, with an application's search_path.
+    /// A database definition for `dbname` as the application's login role.
+    pub fn app_spec(&self, name: &str, dbname: &str) -> DbSpec {
+        self.server_of(dbname).app_spec(name, dbname)
+    }
+
+    /// A session on `dbname` as the application: `app_user`, which owns nothing and
+    /// holds DML grants only.
     pub async fn connect(&self, dbname: &str) -> Client {
-        let client = connect(&self.spec(dbname, dbname)).await.unwrap();
-        client.batch_execute("set search_path = public").await.unwrap();
+        let client = connect(&self.app_spec(dbname, dbname))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {dbname} as the application: {e}"));
+        client
+            .batch_execute("set search_path = public; reset row_security")
+            .await
+            .unwrap();
         client
     }
 
+    /// The application on the source.
     pub async fn src(&self) -> Client {
         self.connect(SRC).await
     }
 
+    /// The application on the target.
     pub async fn dst(&self) -> Client {
         self.connect(DST).await
+    }
+
+    /// A session on `dbname` as the owner of the application's schema, for DDL.
+    pub async fn owner(&self, dbname: &str) -> Client {
+        self.server_of(dbname).owner_session(dbname).await.unwrap()
+    }
+
+    /// A session on `dbname` as the superuser, for what only an administrator
+    /// does: roles, belt's own tables, server settings.
+    pub async fn admin(&self, dbname: &str) -> Client {
+        let client = connect(&self.spec(dbname, dbname)).await.unwrap();
+        client.batch_execute("set search_path = public").await.unwrap();
+        client
     }
 
     /// Runs beltctl with this pair's config.
@@ -324,6 +361,17 @@ pub async fn assert_same(pair: &Pair, table: &str) {
     assert_eq!(s, d, "{table}: rows differ");
 }
 
+/// Asserts that `table` holds the same rows on both sides, read as the superuser
+/// (for when the application is fenced off one side).
+pub async fn assert_same_admin(pair: &Pair, table: &str) {
+    let (s, d) = (
+        rows(&pair.admin(SRC).await, table).await,
+        rows(&pair.admin(DST).await, table).await,
+    );
+    assert!(!s.is_empty(), "{table}: no rows to compare");
+    assert_eq!(s, d, "{table}: rows differ");
+}
+
 /// Whether schema belt exists in `client`'s database.
 pub async fn has_belt_schema(client: &Client) -> bool {
     client
@@ -387,7 +435,7 @@ pub fn postgres_bin(major: u32) -> PathBuf {
 
 /// Whether `role` may log in (roles are server-wide; asked on the source database).
 pub async fn can_login(pair: &Pair, role: &str) -> bool {
-    pair.src()
+    pair.admin(SRC)
         .await
         .query_one("select rolcanlogin from pg_roles where rolname = $1", &[&role])
         .await

@@ -15,6 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pg::DbSpec;
 
+mod app;
+pub use app::{grant_dml, AppError, APP_OWNER, APP_USER};
+
 /// Where to get the server binaries when they are missing.
 pub const INSTALL_HINT: &str =
     "install the PostgreSQL server (Debian/Ubuntu: apt-get install -y postgresql) \
