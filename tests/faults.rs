@@ -5,41 +5,9 @@
 
 use std::time::Duration;
 
-use crate::support::load::{Load, Model, SCHEMA};
+use crate::support::load::{assert_converged, Load, SCHEMA};
 use crate::support::proxy::{Mode, Proxy};
-use crate::support::{assert_same, count, wait_for, Pair, DST, SRC};
-
-/// Waits for a clean round after the load stopped and checks the outcome: nothing
-/// pending, both databases equal row by row, each writer's rows as it left them.
-async fn assert_converged(pair: &Pair, models: &[(i64, Model)]) {
-    pair.kick_wait();
-    let status = pair.status();
-    assert_eq!(status["pending_rows"], 0, "{status}");
-    assert_same(pair, "t").await;
-    for &(base, ref model) in models {
-        for db in [SRC, DST] {
-            let rows = pair
-                .connect(db)
-                .await
-                .query(
-                    "select id, n from t where id >= $1 and id < $1 + 1000000 order by id",
-                    &[&base],
-                )
-                .await
-                .unwrap();
-            let found: Model = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            assert_eq!(
-                found.len(),
-                model.len(),
-                "{db}: rows of the writer from {base}: lost or doubled"
-            );
-            assert!(
-                found == *model,
-                "{db}: rows of the writer from {base} differ from what it committed"
-            );
-        }
-    }
-}
+use crate::support::{count, wait_for, Pair, DST, SRC};
 
 /// Errors the sync has reported so far.
 fn errors(pair: &Pair) -> i64 {

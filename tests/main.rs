@@ -15,6 +15,7 @@ mod daemon;
 mod drift;
 mod faults;
 mod fence;
+mod least_privilege;
 mod multimaster;
 mod operator;
 mod plan;

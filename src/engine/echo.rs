@@ -17,16 +17,26 @@ pub const PRIVILEGE_HINT: &str = "the role belt connects as must be allowed to s
 
 /// Puts a receiving session in replica mode.
 pub async fn prepare_receiver(client: &Client, db: &str) -> Result<(), DbError> {
-    client
+    let Err(e) = client
         .batch_execute("set session_replication_role = replica")
         .await
-        .map_err(|e| match e.code().map(|c| c.code()) {
-            Some("42501") => DbError::Settings {
-                db: db.to_string(),
-                message: format!("cannot apply changes without echo: {PRIVILEGE_HINT}"),
-            },
-            _ => DbError::query(db, "set session_replication_role = replica", e),
-        })
+    else {
+        return Ok(());
+    };
+    if e.code().map(|c| c.code()) != Some("42501") {
+        return Err(DbError::query(db, "set session_replication_role = replica", e));
+    }
+    let role = match client.query_one("select quote_ident(current_user)", &[]).await {
+        Ok(row) => row.get::<_, String>(0),
+        Err(_) => "<role>".into(),
+    };
+    Err(DbError::Settings {
+        db: db.to_string(),
+        message: format!(
+            "cannot apply changes without echo: {}",
+            PRIVILEGE_HINT.replace("<role>", &role)
+        ),
+    })
 }
 
 /// Checks, without changing anything, that a session may use replica mode.

@@ -195,6 +195,35 @@ impl LocalCluster {
         self.pg_ctl(&["reload"], None).map(|_| ())
     }
 
+    /// Accepts TCP connections only over TLS with a client certificate signed by
+    /// `ca` (PEM), as a hardened production server does; the unix socket stays open
+    /// for pg_ctl. Call after [`LocalCluster::enable_ssl`].
+    pub fn require_client_certificates(&self, ca: &Path) -> Result<(), ClusterError> {
+        let to = self.dir.join("client-ca.crt");
+        std::fs::copy(ca, &to).map_err(io(format!("copy {}", ca.display())))?;
+        if is_root() {
+            run(
+                Command::new("chown").arg(format!("{SUPERUSER}:")).arg(&to),
+                "chown client CA",
+            )?;
+        }
+        std::fs::write(
+            self.dir.join("pg_hba.conf"),
+            "local all all trust
+             hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca
+             host all all 127.0.0.1/32 reject
+",
+        )
+        .map_err(io("write pg_hba.conf"))?;
+        append(
+            &self.dir.join("postgresql.auto.conf"),
+            "
+ssl_ca_file = 'client-ca.crt'
+",
+        )?;
+        self.pg_ctl(&["reload"], None).map(|_| ())
+    }
+
     /// The server log so far, for failing tests.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()

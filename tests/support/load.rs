@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use belt::pg::{connect, DbSpec};
 
+use super::{assert_same, Pair, DST, SRC};
+
 /// Table the load writes: `create table` statement for both databases.
 pub const SCHEMA: &str =
     "create table t (id bigint primary key, owner text not null, n int not null, v text); \
@@ -154,4 +156,36 @@ async fn write(
         tokio::time::sleep(pause).await;
     }
     (base, model)
+}
+
+/// Waits for a clean round after the load stopped and checks the outcome: nothing
+/// pending, both databases equal row by row, each writer's rows as it left them.
+pub async fn assert_converged(pair: &Pair, models: &[(i64, Model)]) {
+    pair.kick_wait();
+    let status = pair.status();
+    assert_eq!(status["pending_rows"], 0, "{status}");
+    assert_same(pair, "t").await;
+    for &(base, ref model) in models {
+        for db in [SRC, DST] {
+            let rows = pair
+                .connect(db)
+                .await
+                .query(
+                    "select id, n from t where id >= $1 and id < $1 + 1000000 order by id",
+                    &[&base],
+                )
+                .await
+                .unwrap();
+            let found: Model = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            assert_eq!(
+                found.len(),
+                model.len(),
+                "{db}: rows of the writer from {base}: lost or doubled"
+            );
+            assert!(
+                found == *model,
+                "{db}: rows of the writer from {base} differ from what it committed"
+            );
+        }
+    }
 }

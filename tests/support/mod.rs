@@ -214,7 +214,7 @@ impl Pair {
         std::fs::write(&file, password).unwrap();
         for (name, db) in [("src", SRC), ("dst", DST)] {
             let args = [
-                format!("port={}", self.cluster.port()),
+                format!("port={}", self.server_of(db).port()),
                 format!("dbname={db}"),
                 format!("user={user}"),
                 format!("password_file={}", file.display()),
