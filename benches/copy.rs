@@ -164,10 +164,10 @@ async fn main() {
         .unwrap_or(1_000_000);
     let source = LocalCluster::start().expect("start source cluster");
     let target = LocalCluster::start().expect("start target cluster");
+    // The application's table, owned by app_owner as in production; belt copies as
+    // the superuser here.
     for c in [&source, &target] {
-        let admin = connect(&c.db_spec("admin", "postgres")).await.unwrap();
-        admin.batch_execute("create database bench").await.unwrap();
-        session(c).await.batch_execute(DDL).await.unwrap();
+        c.create_app_database("bench", DDL).await.unwrap();
     }
     let mut src = session(&source).await;
     let mut dst = session(&target).await;

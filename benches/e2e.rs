@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belt::capture::{self, TriggerMode};
-use belt::local_cluster::LocalCluster;
+use belt::local_cluster::{LocalCluster, APP_USER};
 use belt::pg::connect;
 use belt::pg::introspect::{describe_table, TableName};
 use tokio_postgres::Client;
@@ -51,11 +51,30 @@ struct Bench {
 struct PgBench {
     bin: PathBuf,
     port: u16,
+    user: &'static str,
     password: String,
+    /// `PGOPTIONS`: `-c role=app_owner` when creating the tables.
+    options: &'static str,
 }
 
 impl PgBench {
+    /// pgbench as the application: `app_user`, DML grants only.
     fn of(cluster: &LocalCluster) -> PgBench {
+        PgBench::as_role(cluster, APP_USER, cluster.app_password_file(), "")
+    }
+
+    /// pgbench creating the tables as their owner, `app_owner`.
+    fn owner(cluster: &LocalCluster) -> PgBench {
+        let file = cluster.password_file().to_path_buf();
+        PgBench::as_role(cluster, "postgres", file, "-c role=app_owner")
+    }
+
+    fn as_role(
+        cluster: &LocalCluster,
+        user: &'static str,
+        password: PathBuf,
+        options: &'static str,
+    ) -> PgBench {
         let bin = cluster.bin_dir().join("pgbench");
         PgBench {
             bin: if bin.is_file() {
@@ -64,20 +83,20 @@ impl PgBench {
                 PathBuf::from("pgbench")
             },
             port: cluster.port(),
-            password: std::fs::read_to_string(cluster.password_file())
-                .unwrap()
-                .trim()
-                .to_string(),
+            user,
+            password: std::fs::read_to_string(password).unwrap().trim().to_string(),
+            options,
         }
     }
 
     /// Runs pgbench with `args` on database bench; returns its output.
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new(&self.bin)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", self.user])
             .args(args)
             .arg("bench")
             .env("PGPASSWORD", &self.password)
+            .env("PGOPTIONS", self.options)
             .output()
             .expect("run pgbench (install postgresql-contrib or the pgbench package)");
         let text = format!(
@@ -105,7 +124,7 @@ impl PgBench {
 
 impl Bench {
     fn init(&self, cluster: &LocalCluster, scale: u64) {
-        PgBench::of(cluster).run(&["-i", "-q", "-s", &scale.to_string()]);
+        PgBench::owner(cluster).run(&["-i", "-q", "-s", &scale.to_string()]);
     }
 
     /// Runs `txns` tpcb-like transactions; returns TPS.
@@ -185,15 +204,26 @@ async fn capture_overhead(bench: &Bench) -> [f64; 3] {
     })
 }
 
+/// A session as belt's role (the superuser here): capture, deltas, comparisons.
 async fn session(cluster: &LocalCluster) -> Client {
     let c = connect(&cluster.db_spec("bench", "bench")).await.unwrap();
     c.batch_execute("set search_path = public").await.unwrap();
     c
 }
 
+/// A session as the application's login role.
+async fn app_session(cluster: &LocalCluster) -> Client {
+    let c = connect(&cluster.app_spec("bench", "bench")).await.unwrap();
+    c.batch_execute("set search_path = public; reset row_security")
+        .await
+        .unwrap();
+    c
+}
+
+/// Database bench, owned by `app_owner`, with `app_user` granted DML on what the
+/// owner creates in it.
 async fn create_db(cluster: &LocalCluster) {
-    let admin = connect(&cluster.db_spec("admin", "postgres")).await.unwrap();
-    admin.batch_execute("create database bench").await.unwrap();
+    cluster.create_app_database("bench", "").await.unwrap();
 }
 
 async fn pending(src: &Client) -> i64 {
@@ -355,15 +385,15 @@ async fn drained(a: &Client, b: &Client) {
 async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde_json::Value {
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = vec![tokio::spawn(heartbeat_lags(
-        session(&bench.source).await,
-        session(&bench.target).await,
+        app_session(&bench.source).await,
+        app_session(&bench.target).await,
         1,
         stop.clone(),
     ))];
     if two_way {
         watchers.push(tokio::spawn(heartbeat_lags(
-            session(&bench.target).await,
-            session(&bench.source).await,
+            app_session(&bench.target).await,
+            app_session(&bench.source).await,
             2,
             stop.clone(),
         )));
@@ -515,7 +545,8 @@ async fn main() {
         .unwrap();
     assert!(status.success(), "copy the pgbench schema into bench_lr");
     for cluster in [&bench.source, &bench.target] {
-        session(cluster).await.batch_execute(HEARTBEAT).await.unwrap();
+        let owner = cluster.owner_session("bench").await.unwrap();
+        owner.batch_execute(HEARTBEAT).await.unwrap();
     }
     copy_tables_into_lr(&bench);
     let lr = LogicalReplica::create(&bench).await;
@@ -544,12 +575,14 @@ async fn main() {
     let tps_backlog_run = bench.run_txns(txns);
     let src = session(&bench.source).await;
     let marker = format!("belt-bench-{}", std::process::id());
-    src.execute(
-        "update pgbench_branches set filler = $1 where bid = 1",
-        &[&marker],
-    )
-    .await
-    .unwrap();
+    app_session(&bench.source)
+        .await
+        .execute(
+            "update pgbench_branches set filler = $1 where bid = 1",
+            &[&marker],
+        )
+        .await
+        .unwrap();
     let backlog_rows = pending(&src).await;
     let backlog_keys = distinct_keys(&src).await;
 

@@ -48,9 +48,21 @@ impl Cross {
         text(&out)
     }
 
+    /// The application: `app_user`, DML grants only.
     async fn session(cluster: &LocalCluster) -> Client {
-        let c = connect(&cluster.db_spec("app", "app")).await.unwrap();
-        c.batch_execute("set search_path = public").await.unwrap();
+        Cross::open(&cluster.app_spec("app", "app")).await
+    }
+
+    /// The superuser, to read a side the application is fenced off.
+    async fn admin(cluster: &LocalCluster) -> Client {
+        Cross::open(&cluster.db_spec("admin", "app")).await
+    }
+
+    async fn open(spec: &belt::pg::DbSpec) -> Client {
+        let c = connect(spec).await.unwrap();
+        c.batch_execute("set search_path = public; reset row_security")
+            .await
+            .unwrap();
         c
     }
 }
@@ -83,19 +95,8 @@ async fn postgres_12_to_17_and_back() {
         dir,
         config,
     };
-    for c in [&x.source, &x.target] {
-        connect(&c.db_spec("admin", "postgres"))
-            .await
-            .unwrap()
-            .batch_execute("create database app")
-            .await
-            .unwrap();
-    }
-    Cross::session(&x.source)
-        .await
-        .batch_execute(SCHEMA)
-        .await
-        .unwrap();
+    x.source.create_app_database("app", SCHEMA).await.unwrap();
+    x.target.create_app_database("app", "").await.unwrap();
     for (name, c) in [("src", &x.source), ("dst", &x.target)] {
         let mut args = vec!["add".to_string(), "db".into(), name.into()];
         args.extend(c.add_db_args("app"));
@@ -132,6 +133,8 @@ async fn postgres_12_to_17_and_back() {
     )
     .await
     .unwrap();
+    // The fence ended the application's sessions on 12; read it as administrator.
+    let src = Cross::admin(&x.source).await;
     wait_for(60, "the write on 17 to reach 12", || async {
         x.ok(&["kick", "app", "--wait"]);
         crate::support::count(&src, "items where j ? 'on'").await == 1

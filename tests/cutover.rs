@@ -9,7 +9,12 @@ const SCHEMA: &str = "create table t (id serial primary key, v text); create tab
 async fn set_up(pair: &Pair) {
     pair.admin(SRC)
         .await
-        .batch_execute("create role shop login; insert into t (v) select 'seed' from generate_series(1, 1000); insert into notes values ('a'), ('b')")
+        .batch_execute("create role shop login")
+        .await
+        .unwrap();
+    pair.src()
+        .await
+        .batch_execute("insert into t (v) select 'seed' from generate_series(1, 1000); insert into notes values ('a'), ('b')")
         .await
         .unwrap();
     pair.add_sync("all");

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use super::CliError;
 use crate::catalog::{Catalog, Member, Role, SyncDef};
 use crate::config::Config;
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{LocalCluster, APP_USER};
 use crate::migrate::precheck::{precheck, Level};
 use crate::pg::connect;
 use crate::tables::{self, Selection};
@@ -99,13 +99,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         2,
         "creating the shop on the source: customers, products, 20,000 orders with lines; the target is empty",
     );
-    for cluster in [&source, &target] {
-        let admin = connect(&cluster.db_spec("admin", "postgres")).await?;
-        exec(&admin, "create database shop", "create database").await?;
-    }
+    let owner = source
+        .create_app_database("shop", SHOP)
+        .await
+        .map_err(|e| failed("create the shop")(e.to_string()))?;
+    exec(&owner, SEED, "seed data").await?;
+    target
+        .create_app_database("shop", "")
+        .await
+        .map_err(|e| failed("create the target database")(e.to_string()))?;
+    println!("      the shop writes as {APP_USER}: owns nothing, holds only SELECT/INSERT/UPDATE/DELETE");
     let writer = app_session(&source).await?;
-    exec(&writer, SHOP, "create schema").await?;
-    exec(&writer, SEED, "seed data").await?;
 
     step(3, "beltctl add db src …; add db dst …; add sync shop --dbs src:source,dst:source; beltctl precheck shop");
     let dir = std::env::temp_dir().join(format!("belt-demo-{}", std::process::id()));
@@ -263,10 +267,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A session as the application's login role.
 async fn app_session(cluster: &LocalCluster) -> Result<Client, CliError> {
-    let client = connect(&cluster.db_spec("shop", "shop")).await?;
+    let client = connect(&cluster.app_spec("shop", "shop")).await?;
     client
-        .batch_execute("set search_path = public")
+        .batch_execute("set search_path = public; reset row_security")
         .await
         .map_err(|e| failed("set search_path")(e.to_string()))?;
     Ok(client)
