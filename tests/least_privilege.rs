@@ -5,7 +5,7 @@
 //! role throughout and never sees an error caused by belt.
 
 use crate::support::load::{assert_converged, Load, SCHEMA};
-use crate::support::{has_belt_schema, text, wait_for, Pair, DST, SRC};
+use crate::support::{has_belt_schema, postgres_bin, text, wait_for, Pair, DST, SRC};
 
 /// The rest of README's list for self-hosted PostgreSQL 15+, for database `db`.
 fn grants(db: &str) -> String {
@@ -77,8 +77,14 @@ async fn belt_runs_the_whole_story_without_superuser() {
     models.extend(target_writer.finish());
     assert_converged(&pair, &models).await;
 
+    // The fence ends the application's open sessions (pg_signal_backend).
+    let held = pair.src().await;
     let out = pair.beltctl(&["cutover", "app", "--timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        held.batch_execute("select 1").await.is_err(),
+        "the fence left a session open"
+    );
     let writer = Load::start(vec![(pair.app_spec("dst", DST), 3_000_000)], 50, 10, 13);
     pair.kick_wait();
     let moved = writer.finish();
@@ -120,4 +126,75 @@ async fn belt_runs_the_whole_story_without_superuser() {
         .batch_execute("insert into t values (5000000, 'after teardown', 0, '')")
         .await
         .expect("the application writes after teardown");
+}
+
+/// Since PostgreSQL 16, CREATEROLE alters only the roles it holds ADMIN OPTION on:
+/// precheck names the grant, and with it the fence works. (The schema is created on
+/// both sides: the distribution's pg_dump cannot dump a newer server.)
+#[tokio::test]
+async fn on_postgres_17_the_fence_needs_admin_option_and_precheck_says_so() {
+    let pair = Pair::two_servers_of(&postgres_bin(17), SCHEMA).await;
+    pair.on_each_server("create role mover login password 'mover-pw'")
+        .await;
+    for db in [SRC, DST] {
+        pair.admin(db)
+            .await
+            .batch_execute(&format!(
+                "grant set on parameter session_replication_role to mover; {}",
+                grants(db)
+            ))
+            .await
+            .unwrap();
+    }
+    pair.add_dbs_as("mover", "mover-pw");
+    pair.beltctl_ok(&[
+        "add",
+        "sync",
+        "app",
+        "--dbs",
+        "src:source,dst:target",
+        "--tables",
+        "all",
+        "--no-copy",
+    ]);
+    let said = pair.beltctl_ok(&["precheck", "app"]);
+    assert!(
+        said.contains("GRANT app_user TO mover WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"),
+        "{said}"
+    );
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    let out = pair.beltctl(&["cutover", "app", "--timeout", "30s"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("gate 'fence' failed") && shown.contains("ADMIN option"),
+        "{shown}"
+    );
+
+    pair.on_each_server("grant app_user to mover with admin option, inherit false, set false")
+        .await;
+    let said = pair.beltctl_ok(&["precheck", "app"]);
+    assert!(!said.contains("ADMIN OPTION"), "{said}");
+    pair.src()
+        .await
+        .batch_execute("insert into t values (100, 'before cutover', 0, '')")
+        .await
+        .unwrap();
+    let held = pair.src().await;
+    let out = pair.beltctl(&["cutover", "app", "--timeout", "30s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        held.batch_execute("select 1").await.is_err(),
+        "the fence left a session open"
+    );
+    pair.dst()
+        .await
+        .batch_execute("insert into t values (101, 'on the new side', 0, '')")
+        .await
+        .expect("the application writes on the new side");
+    pair.kick_wait();
+    let out = pair.beltctl(&["failback", "app", "--timeout", "30s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    crate::support::assert_same_admin(&pair, "t").await;
 }

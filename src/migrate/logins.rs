@@ -26,12 +26,21 @@ pub async fn application_roles(c: &Client, db: &str, exclude: &[String]) -> Resu
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Sets `role` to NOLOGIN or LOGIN.
+/// Sets `role` to NOLOGIN or LOGIN; a role already so is left alone (a fence that
+/// failed before changing it must not fail again when it is lifted).
 pub async fn set_login(c: &Client, db: &str, role: &str, login: bool) -> Result<(), DbError> {
     let what = if login { "login" } else { "nologin" };
+    let now: Option<bool> = c
+        .query_opt("select rolcanlogin from pg_roles where rolname = $1", &[&role])
+        .await
+        .map_err(|e| DbError::query(db, format!("look up role {role}"), e))?
+        .map(|r| r.get(0));
+    if now == Some(login) {
+        return Ok(());
+    }
     c.batch_execute(&format!("alter role {} {what}", quote::ident(role)))
         .await
-        .map_err(|e| DbError::query(db, format!("alter role {role} {what} (needs CREATEROLE)"), e))
+        .map_err(|e| DbError::query(db, format!("alter role {role} {what} (needs CREATEROLE, on PostgreSQL 16+ also ADMIN OPTION on the role; beltctl precheck names the grants)"), e))
 }
 
 /// Ends the sessions of `roles` on this server; returns how many.

@@ -51,8 +51,29 @@ impl Pair {
         Pair::build(schema, schema, extra_config, true).await
     }
 
+    /// Source and target on servers of their own from the binaries in `bin` (another
+    /// major version), both starting with `schema`.
+    pub async fn two_servers_of(bin: &std::path::Path, schema: &str) -> Pair {
+        Pair::build_with(Some(bin), [schema, schema], "", true).await
+    }
+
     async fn build(src_schema: &str, dst_schema: &str, extra_config: &str, two: bool) -> Pair {
-        let start = || LocalCluster::start().unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
+        Pair::build_with(None, [src_schema, dst_schema], extra_config, two).await
+    }
+
+    async fn build_with(
+        bin: Option<&std::path::Path>,
+        [src_schema, dst_schema]: [&str; 2],
+        extra_config: &str,
+        two: bool,
+    ) -> Pair {
+        let start = || {
+            match bin {
+                Some(bin) => LocalCluster::start_with(bin),
+                None => LocalCluster::start(),
+            }
+            .unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"))
+        };
         let cluster = start();
         let dst_cluster = two.then(start);
         let dir = std::env::temp_dir().join(format!("belt-test-{}-{}", std::process::id(), cluster.port()));
