@@ -312,6 +312,8 @@ async fn the_target_serves_the_same_roles_and_schema_after_cutover() {
     );
 
     // A row that breaks the foreign key on the target fails the constraints gate.
+    // The only write to an application table as the superuser in the suite: only
+    // replica mode (no FK triggers) can make such a row, which is the point.
     let dst_admin = pair.admin(DST).await;
     dst_admin
         .batch_execute(
