@@ -30,15 +30,7 @@ async fn belt_runs_the_whole_story_without_superuser() {
     );
     pair.on_each_server("grant set on parameter session_replication_role to mover")
         .await;
-    pair.beltctl_ok(&[
-        "add",
-        "sync",
-        "app",
-        "--dbs",
-        "src:source,dst:source",
-        "--tables",
-        "all",
-    ]);
+    pair.define_sync("src:source,dst:source", &[]);
 
     // Each missing privilege is named with the statement that grants it.
     let out = pair.beltctl(&["precheck", "app"]);
@@ -147,16 +139,7 @@ async fn on_postgres_17_the_fence_needs_admin_option_and_precheck_says_so() {
             .unwrap();
     }
     pair.add_dbs_as("mover", "mover-pw");
-    pair.beltctl_ok(&[
-        "add",
-        "sync",
-        "app",
-        "--dbs",
-        "src:source,dst:target",
-        "--tables",
-        "all",
-        "--no-copy",
-    ]);
+    pair.define_sync("src:source,dst:target", &["--no-copy"]);
     let said = pair.beltctl_ok(&["precheck", "app"]);
     assert!(
         said.contains("GRANT app_user TO mover WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"),

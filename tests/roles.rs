@@ -267,15 +267,7 @@ async fn the_target_serves_the_same_roles_and_schema_after_cutover() {
     .unwrap();
 
     pair.add_dbs_at([pair.server_of(SRC).port(), pair.server_of(DST).port()]);
-    pair.beltctl_ok(&[
-        "add",
-        "sync",
-        "app",
-        "--dbs",
-        "src:source,dst:target",
-        "--tables",
-        "all",
-    ]);
+    pair.define_sync("src:source,dst:target", &[]);
     let out = pair.beltctl(&["precheck", "app"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "a missing role blocks: {said}");

@@ -166,15 +166,7 @@ async fn the_schema_step_reaches_a_server_that_demands_client_certificates() {
         args.extend(tls.iter().map(String::as_str));
         pair.beltctl_ok(&args);
     }
-    pair.beltctl_ok(&[
-        "add",
-        "sync",
-        "app",
-        "--dbs",
-        "src:source,dst:target",
-        "--tables",
-        "all",
-    ]);
+    pair.define_sync("src:source,dst:target", &[]);
     pair.beltctl_ok(&["setup", "app"]);
     let _daemon = pair.start_daemon();
     wait_for(60, "setup over TLS", || async {

@@ -229,6 +229,13 @@ impl Pair {
         self.beltctl_ok(&["setup", "app"]);
     }
 
+    /// `add sync app --dbs DBS --tables all EXTRA…`, without `setup`.
+    pub fn define_sync(&self, dbs: &str, extra: &[&str]) {
+        let mut args = vec!["add", "sync", "app", "--dbs", dbs, "--tables", "all"];
+        args.extend(extra);
+        self.beltctl_ok(&args);
+    }
+
     /// `add db src` and `add db dst` connecting as `user` with `password` (from a file).
     pub fn add_dbs_as(&self, user: &str, password: &str) {
         let file = self.dir.join(format!("{user}-password"));
