@@ -104,17 +104,17 @@ impl TablePlan {
         } else {
             ""
         };
-        let identity: Vec<&str> = self
+        let always: Vec<&str> = self
             .table
             .columns
             .iter()
-            .filter(|c| c.identity)
+            .filter(|c| c.identity_always)
             .map(|c| c.name.as_str())
             .collect();
         let set: Vec<String> = self
             .write_cols
             .iter()
-            .filter(|c| !self.key.contains(c) && !identity.contains(&c.as_str()))
+            .filter(|c| !self.key.contains(c) && !always.contains(&c.as_str()))
             .map(|c| format!("{0} = excluded.{0}", quote::ident(c)))
             .collect();
         let on_conflict = if set.is_empty() {

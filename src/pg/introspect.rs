@@ -27,6 +27,10 @@ pub struct ColumnInfo {
     pub generated: bool,
     /// Identity columns are written with `OVERRIDING SYSTEM VALUE`.
     pub identity: bool,
+    /// `GENERATED ALWAYS AS IDENTITY`: an UPDATE may not set it, so apply leaves it
+    /// out of its update list (a `BY DEFAULT` identity is updated like any column).
+    #[serde(default)]
+    pub identity_always: bool,
 }
 
 impl TableInfo {
@@ -100,7 +104,7 @@ select c.oid::int8
 
 const COLUMNS_SQL: &str = "
 select a.attname::text, format_type(a.atttypid, a.atttypmod),
-       a.attgenerated <> '', a.attidentity <> ''
+       a.attgenerated <> '', a.attidentity <> '', a.attidentity = 'a'
   from pg_attribute a
  where a.attrelid = $1::int8::oid and a.attnum > 0 and not a.attisdropped
  order by a.attnum";
@@ -174,6 +178,7 @@ pub async fn describe_table(
             type_name: r.get(1),
             generated: r.get(2),
             identity: r.get(3),
+            identity_always: r.get(4),
         })
         .collect();
     let key = client
