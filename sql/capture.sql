@@ -1,4 +1,4 @@
--- belt change capture, version 3.
+-- belt change capture, version 4.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -30,13 +30,19 @@ language sql stable
 set search_path = pg_catalog, pg_temp
 as $$ select coalesce(max(version), 0) from belt.meta $$;
 
--- Name of the delta table of schema.table: readable, unique, at most 63 bytes.
+-- Name of the delta table of schema.table: readable, unique, at most 51 bytes. The
+-- readable part is cut at 40 *bytes* on a character boundary, so the hash of the full
+-- name always survives PostgreSQL's 63-byte limit on identifiers, whatever the
+-- encoding (version 3 and older cut at 40 characters: a multibyte name lost its hash
+-- and two tables could share one delta table).
 create or replace function belt.delta_name(p_schema text, p_table text) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-    select 'd_' || left(p_schema || '_' || p_table, 40) || '_'
-        || left(md5(p_schema || '.' || p_table), 8)
+    select 'd_' || (select left(x.s, n) from generate_series(least(length(x.s), 40), 0, -1) n
+                     where octet_length(left(x.s, n)) <= 40 limit 1)
+        || '_' || left(md5(p_schema || '.' || p_table), 8)
+      from (select p_schema || '_' || p_table as s) x
 $$;
 
 -- "schema"."table", always quoted: the form belt.truncates.rel holds and belt matches.
@@ -95,6 +101,8 @@ as $fn$
 declare
     v_rel text := format('%I.%I', p_schema, p_table);
     v_delta text := belt.delta_name(p_schema, p_table);
+    v_old_delta text := 'd_' || left(p_schema || '_' || p_table, 40) || '_'
+        || left(md5(p_schema || '.' || p_table), 8);  -- version 3's name
     v_cols text;      -- "a", "b"
     v_coldefs text;   -- "a" integer not null, "b" text not null
     v_old text;       -- old."a", old."b"
@@ -166,6 +174,11 @@ begin
     end if;
 
     execute format('lock table %s in access exclusive mode', v_rel);
+    -- A delta table made under version 3's name keeps its pending keys.
+    if to_regclass(format('belt.%I', v_delta)) is null
+       and to_regclass(format('belt.%I', v_old_delta)) is not null then
+        execute format('alter table belt.%I rename to %I', v_old_delta, v_delta);
+    end if;
     execute format(
         'create table if not exists belt.%I (%s, '
         'belt_txid bigint not null default txid_current(), '
@@ -237,4 +250,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (3);
+insert into belt.meta (version) values (4);

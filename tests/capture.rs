@@ -79,3 +79,58 @@ async fn a_restarted_daemon_does_not_wait_for_open_application_transactions() {
     pair.kick_wait();
     assert_eq!(count(&pair.dst().await, "t").await, 1);
 }
+
+#[tokio::test]
+async fn long_multibyte_names_get_delta_tables_of_their_own() {
+    // 29 two-byte letters: the names differ only in their last byte, and each is
+    // within PostgreSQL's 63 bytes while its schema-prefixed form is not.
+    let stem = "ä".repeat(29);
+    let (one, two) = (format!("{stem}_a1"), format!("{stem}_a2"));
+    let pair = Pair::new(&format!(
+        "create table \"{one}\" (id int primary key, v text); create table \"{two}\" (id int primary key, v text)"
+    ))
+    .await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    let admin = pair.admin(SRC).await;
+    let names: Vec<String> = admin
+        .query(
+            "select belt.delta_name('public', t) from unnest($1::text[]) t",
+            &[&vec![one.clone(), two.clone()]],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_ne!(names[0], names[1]);
+    for n in &names {
+        let table = format!("belt.\"{n}\"");
+        assert!(
+            count(
+                &admin,
+                &format!(
+                    "pg_class where oid = to_regclass('{}')",
+                    table.replace('\'', "''")
+                )
+            )
+            .await
+                == 1,
+            "{table} missing"
+        );
+    }
+    assert!(names.iter().all(|n| n.len() <= 63), "{names:?}");
+    let app = pair.src().await;
+    for t in [&one, &two] {
+        app.batch_execute(&format!(
+            "insert into \"{t}\" select g, '{t}' from generate_series(1, 10) g"
+        ))
+        .await
+        .unwrap();
+    }
+    pair.kick_wait();
+    for t in [&one, &two] {
+        crate::support::assert_same(&pair, &format!("\"{t}\"")).await;
+    }
+}
