@@ -24,5 +24,6 @@ mod roles;
 mod roundtrip;
 mod service;
 mod setup;
+mod table_errors;
 mod tls;
 mod verify;

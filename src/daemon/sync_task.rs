@@ -202,10 +202,17 @@ impl SyncTask {
                 .map_err(|e| (render(&e), true))?;
             positions = new_positions;
             self.progressed = true;
-            if !drifts.is_empty() {
+            if !drifts.is_empty() || !result.stopped.is_empty() {
+                let stopped = result.stopped.iter().map(|t| {
+                    format!(
+                        "table {} stopped: {}; belt tries it again every round while the other tables go on",
+                        t.table, t.error
+                    )
+                });
                 let message = drifts
                     .iter()
-                    .map(|d| d.message.as_str())
+                    .map(|d| d.message.clone())
+                    .chain(stopped)
                     .collect::<Vec<_>>()
                     .join("; ");
                 warn!(sync = %name, %message, "tables left out of the round");

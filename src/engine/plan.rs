@@ -111,28 +111,52 @@ impl TablePlan {
             .filter(|c| c.identity_always)
             .map(|c| c.name.as_str())
             .collect();
-        let set: Vec<String> = self
+        let set_cols: Vec<&String> = self
             .write_cols
             .iter()
             .filter(|c| !self.key.contains(c) && !always.contains(&c.as_str()))
-            .map(|c| format!("{0} = excluded.{0}", quote::ident(c)))
             .collect();
-        let on_conflict = if set.is_empty() {
+        let set_from = |from: &str| {
+            set_cols
+                .iter()
+                .map(|c| format!("{0} = {from}.{0}", quote::ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let delete = format!(
+            "delete from {t} as t using {keys_tmp} as k where {join} \
+               and not exists (select 1 from {rows_tmp} as r where {rjoin})",
+            join = self.key_join("t", "k"),
+            rjoin = self.key_join("r", "k"),
+        );
+        if self.table.key_deferrable {
+            // A deferrable key cannot arbitrate ON CONFLICT: update the rows that
+            // exist, then insert the others.
+            let update = if set_cols.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "update {t} as t set {} from {rows_tmp} as r where {}; ",
+                    set_from("r"),
+                    self.key_join("t", "r")
+                )
+            };
+            return format!(
+                "{delete}; {update}insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} as r \
+                 where not exists (select 1 from {t} as t where {})",
+                self.key_join("t", "r")
+            );
+        }
+        let on_conflict = if set_cols.is_empty() {
             format!("on conflict ({}) do nothing", self.key_list())
         } else {
             format!(
                 "on conflict ({}) do update set {}",
                 self.key_list(),
-                set.join(", ")
+                set_from("excluded")
             )
         };
-        format!(
-            "delete from {t} as t using {keys_tmp} as k where {join} \
-               and not exists (select 1 from {rows_tmp} as r where {rjoin}); \
-             insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} {on_conflict}",
-            join = self.key_join("t", "k"),
-            rjoin = self.key_join("r", "k"),
-        )
+        format!("{delete}; insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} {on_conflict}")
     }
 
     /// `t."k1" = k."k1" and …`.

@@ -29,6 +29,28 @@ fn is_serialization_failure(error: &EngineError) -> bool {
     matches!(error, EngineError::Db(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")))
 }
 
+/// Whether an error belongs to one table (its SQL, its rows, its privileges) rather
+/// than to the session or the server: such an error stops that table for this round
+/// while the tables after it go on. Connection loss, resource exhaustion, operator
+/// intervention and internal errors still end the round.
+fn is_table_scoped(error: &EngineError) -> bool {
+    match error {
+        EngineError::Db(DbError::Query { source, .. }) => source
+            .code()
+            .is_some_and(|c| !matches!(&c.code()[..2], "08" | "40" | "53" | "57" | "58" | "XX")),
+        _ => false,
+    }
+}
+
+/// A table a round left out because applying it failed; it is tried again next round.
+#[derive(Debug, Clone)]
+pub struct TableStop {
+    /// `schema.table`.
+    pub table: String,
+    /// The error, rendered.
+    pub error: String,
+}
+
 /// Default number of keys applied per chunk.
 pub const DEFAULT_CHUNK_KEYS: i64 = 20_000;
 
@@ -66,6 +88,8 @@ pub struct RoundResult {
     pub conflicts: Vec<Conflict>,
     /// Keys set aside this round because their rows could not be applied.
     pub parked: Vec<Parked>,
+    /// Tables left out of this round by an error of their own.
+    pub stopped: Vec<TableStop>,
 }
 
 impl RoundResult {
@@ -169,6 +193,15 @@ pub async fn run_round(
                     } else {
                         return Err(e.error);
                     }
+                }
+                Err(e) if is_table_scoped(&e.error) => {
+                    let error = crate::pg::error::render(&e.error);
+                    tracing::warn!(table = %table.table.display_name(), %error, "table stopped for this round");
+                    result.stopped.push(TableStop {
+                        table: table.table.display_name(),
+                        error,
+                    });
+                    break;
                 }
                 Err(e) => return Err(e.error),
             }

@@ -15,6 +15,10 @@ pub struct TableInfo {
     pub key: Option<Vec<String>>,
     /// Every column, in table order.
     pub columns: Vec<ColumnInfo>,
+    /// The key's constraint is DEFERRABLE: it cannot arbitrate `ON CONFLICT`, so apply
+    /// updates and inserts separately.
+    #[serde(default)]
+    pub key_deferrable: bool,
 }
 
 /// One column and what belt must know to write it.
@@ -113,7 +117,8 @@ const KEY_SQL: &str = "
 select array(select a.attname::text
                from unnest(i.indkey) with ordinality k(attnum, ord)
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-              order by k.ord)
+              order by k.ord),
+       not i.indimmediate
   from pg_index i
  where i.indrelid = $1::int8::oid and i.indisunique and i.indisvalid
    and i.indpred is null and i.indexprs is null
@@ -184,12 +189,12 @@ pub async fn describe_table(
     let key = client
         .query_opt(KEY_SQL, &[&oid])
         .await
-        .map_err(|e| DbError::query(db, ctx("read key"), e))?
-        .map(|r| r.get::<_, Vec<String>>(0));
+        .map_err(|e| DbError::query(db, ctx("read key"), e))?;
     Ok(Some(TableInfo {
         schema: table.schema.clone(),
         name: table.name.clone(),
-        key,
+        key_deferrable: key.as_ref().is_some_and(|r| r.get(1)),
+        key: key.map(|r| r.get::<_, Vec<String>>(0)),
         columns,
     }))
 }
