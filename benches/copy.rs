@@ -182,11 +182,7 @@ async fn main() {
         schema: "public".into(),
         name: "big".into(),
     };
-    let plan = TablePlan::new(
-        &describe_table(&src, "src", &name).await.unwrap().unwrap(),
-        "",
-        Vec::new(),
-    );
+    let plan = TablePlan::new(&describe_table(&src, "src", &name).await.unwrap().unwrap(), "");
     eprintln!("{rows} rows; best of two runs each");
 
     let mut best = [f64::MAX; 3];

@@ -24,6 +24,7 @@ async fn round(s: &mut Session, prev: Option<&Snapshot>) -> Snapshot {
     let r = run_round(
         &mut s.sides,
         &s.plans,
+        &s.sequences,
         &positions,
         &RoundOptions::default(),
         &|| false,
@@ -114,6 +115,7 @@ async fn a_source_behind_the_stored_position_stops_the_round() {
     let err = run_round(
         &mut s.sides,
         &s.plans,
+        &s.sequences,
         &positions,
         &RoundOptions::default(),
         &|| false,

@@ -57,6 +57,7 @@ impl Both {
         let r = run_round(
             &mut self.session.sides,
             &self.session.plans,
+            &self.session.sequences,
             &self.positions,
             &self.opts,
             &|| false,
@@ -345,6 +346,7 @@ async fn strategy_abort_stops_before_writing() {
     let err = run_round(
         &mut both.session.sides,
         &both.session.plans,
+        &both.session.sequences,
         &both.positions,
         &both.opts,
         &|| false,

@@ -54,3 +54,47 @@ async fn verify_names_every_differing_key() {
     );
     assert_eq!(report["sequences"][0]["ok"], true, "{report}");
 }
+
+#[tokio::test]
+async fn a_standalone_sequence_is_carried_every_round_and_verified() {
+    let pair =
+        Pair::new("create table invoices (no bigint primary key, v text); create sequence invoice_no").await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    pair.src()
+        .await
+        .batch_execute("insert into invoices select nextval('invoice_no'), 'x' from generate_series(1, 42)")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    let last: i64 = pair
+        .dst()
+        .await
+        .query_one("select last_value from invoice_no", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, 42, "the target would hand out invoice numbers again");
+    let out = pair.beltctl_ok(&["verify", "app", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let seqs = report["sequences"].as_array().unwrap();
+    assert!(
+        seqs.iter()
+            .any(|s| s["sequence"] == "public.invoice_no" && s["ok"] == true),
+        "{report}"
+    );
+
+    pair.owner(crate::support::SRC)
+        .await
+        .batch_execute("create sequence only_here; select nextval('only_here')")
+        .await
+        .unwrap();
+    let out = pair.beltctl(&["verify", "app"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("sequence public.only_here: missing on the target"),
+        "{}",
+        text(&out)
+    );
+}

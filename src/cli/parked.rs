@@ -47,7 +47,7 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
                     p.schema, p.table
                 ))
             })?;
-        let plan = TablePlan::new(table, "", Vec::new());
+        let plan = TablePlan::new(table, "");
         let spec = catalog.require_db(&p.from_db)?;
         let client = connect(&spec).await?;
         let delta: String = client

@@ -205,7 +205,7 @@ impl Switch<'_> {
         let mut to = connect(&self.to).await?;
         prepare_receiver(&to, &self.to.name).await?;
         for t in self.tables()?.iter().filter(|t| t.key.is_none()) {
-            let plan = TablePlan::new(t, "", Vec::new());
+            let plan = TablePlan::new(t, "");
             let range = Range {
                 after: None,
                 upper: None,
@@ -250,8 +250,7 @@ impl Switch<'_> {
         };
         let mut differing = Vec::new();
         for t in self.tables()? {
-            let verdict =
-                verify_table(&sides, &TablePlan::new(&t, "", Vec::new()), VERIFY_CHUNK_ROWS).await?;
+            let verdict = verify_table(&sides, &TablePlan::new(&t, ""), VERIFY_CHUNK_ROWS).await?;
             if !verdict.equal {
                 differing.push(verdict.table);
             }

@@ -10,7 +10,7 @@ use super::output::print_rows;
 use super::CliError;
 use crate::catalog::{Catalog, Role};
 use crate::engine::TablePlan;
-use crate::pg::introspect::owned_sequences;
+use crate::pg::introspect::all_sequences;
 use crate::pg::{connect, quote, DbError};
 use crate::verify::{verify_table, Sides, TableVerdict, VERIFY_CHUNK_ROWS};
 
@@ -28,7 +28,8 @@ pub struct VerifyArgs {
 struct SequenceVerdict {
     sequence: String,
     source: i64,
-    target: i64,
+    /// `None`: the target has no such sequence.
+    target: Option<i64>,
     /// The target hands out no value the source already used.
     ok: bool,
 }
@@ -68,24 +69,28 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
         sequences: Vec::new(),
     };
     for info in catalog.relations(&def.name)? {
-        let plan = TablePlan::new(&info, "", Vec::new());
+        let plan = TablePlan::new(&info, "");
         let verdict = verify_table(&sides, &plan, VERIFY_CHUNK_ROWS).await?;
         report.equal &= verdict.equal;
         report.tables.push(verdict);
-        for seq in owned_sequences(&src, &src_spec.name, &info).await? {
-            let name = quote::qualified(&seq.schema, &seq.name);
-            let (a, b) = (
-                last_used(&src, &src_spec.name, &name).await?,
-                last_used(&dst, &dst_spec.name, &name).await?,
-            );
-            report.equal &= b >= a;
-            report.sequences.push(SequenceVerdict {
-                sequence: format!("{}.{}", seq.schema, seq.name),
-                source: a,
-                target: b,
-                ok: b >= a,
-            });
-        }
+    }
+    // Every sequence, owned by a column or called by the application itself.
+    let there = all_sequences(&dst, &dst_spec.name).await?;
+    for seq in all_sequences(&src, &src_spec.name).await? {
+        let name = quote::qualified(&seq.schema, &seq.name);
+        let a = last_used(&src, &src_spec.name, &name).await?;
+        let b = match there.contains(&seq) {
+            true => Some(last_used(&dst, &dst_spec.name, &name).await?),
+            false => None,
+        };
+        let ok = b.is_some_and(|b| b >= a);
+        report.equal &= ok;
+        report.sequences.push(SequenceVerdict {
+            sequence: format!("{}.{}", seq.schema, seq.name),
+            source: a,
+            target: b,
+            ok,
+        });
     }
     if args.json {
         println!(
@@ -107,10 +112,13 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
             }
         }
         for q in report.sequences.iter().filter(|q| !q.ok) {
-            println!(
-                "sequence {}: target at {} is behind the source's {}",
-                q.sequence, q.target, q.source
-            );
+            match q.target {
+                Some(t) => println!(
+                    "sequence {}: target at {t} is behind the source's {}",
+                    q.sequence, q.source
+                ),
+                None => println!("sequence {}: missing on the target", q.sequence),
+            }
         }
         println!(
             "verify {}: {} ('{}' vs '{}')",

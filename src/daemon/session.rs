@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use crate::capture::{self, TriggerMode, KICK_CHANNEL};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{EngineError, Side, TablePlan};
-use crate::pg::introspect::{owned_sequences, TableName};
+use crate::pg::introspect::{all_sequences, TableName};
 use crate::pg::{connect, connect_listening, DbError, DbSpec};
 use crate::tables::{self, Selection, TableError};
 
@@ -17,6 +17,19 @@ pub struct Session {
     /// NOTIFYs on the sources' kick channel.
     pub notifications: mpsc::UnboundedReceiver<String>,
     pub plans: Vec<TablePlan>,
+    /// Every sequence of the first source that the other database has too, owned by
+    /// a column or not: carried forward one way each round (rule 7).
+    pub sequences: Vec<TableName>,
+}
+
+/// The sequences of `from` that `to` has as well.
+pub async fn shared_sequences(from: &Side, to: &Side) -> Result<Vec<TableName>, DbError> {
+    let there = all_sequences(&to.client, &to.db).await?;
+    Ok(all_sequences(&from.client, &from.db)
+        .await?
+        .into_iter()
+        .filter(|s| there.contains(s))
+        .collect())
 }
 
 /// Why a session could not be set up.
@@ -115,15 +128,16 @@ impl Session {
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
         }
-        let mut plans = Vec::new();
-        for c in &captured {
-            let seqs = owned_sequences(&sides[first].client, &sides[first].db, &c.table).await?;
-            plans.push(TablePlan::new(&c.table, &c.delta, seqs));
-        }
+        let plans = captured
+            .iter()
+            .map(|c| TablePlan::new(&c.table, &c.delta))
+            .collect();
+        let sequences = shared_sequences(&sides[first], &sides[1 - first]).await?;
         Ok(Session {
             sides,
             notifications,
             plans,
+            sequences,
         })
     }
 }

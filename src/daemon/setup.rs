@@ -120,7 +120,7 @@ impl Setup<'_> {
                 .await
                 .map_err(|e| fail(e, true))?
                 .iter()
-                .map(|t| TablePlan::new(t, "", Vec::new()))
+                .map(|t| TablePlan::new(t, ""))
                 .collect();
             let job = CopyJob {
                 catalog: self.catalog.clone(),

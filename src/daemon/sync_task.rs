@@ -152,7 +152,15 @@ impl SyncTask {
                 .filter(|p| !drifts.iter().any(|d| d.table == p.table.display_name()))
                 .cloned()
                 .collect();
-            let round = run_round(&mut session.sides, &plans, &positions, &opts, &|| *stop.borrow()).await;
+            let round = run_round(
+                &mut session.sides,
+                &plans,
+                &session.sequences,
+                &positions,
+                &opts,
+                &|| *stop.borrow(),
+            )
+            .await;
             let result = match round {
                 Ok(r) => r,
                 Err(EngineError::ConflictAbort { conflicts }) => {

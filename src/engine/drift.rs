@@ -90,7 +90,7 @@ pub async fn check(sides: &[Side; 2], plans: &mut [TablePlan]) -> Result<Vec<Dri
                 name: plan.table.name.clone(),
             };
             if let Some(info) = describe_table(&sides[0].client, &sides[0].db, &name).await? {
-                *plan = TablePlan::new(&info, &plan.delta, plan.sequences.clone());
+                *plan = TablePlan::new(&info, &plan.delta);
                 tracing::info!(table = %plan.table.display_name(), "columns changed on both databases: re-planned");
             }
             continue;

@@ -1,7 +1,7 @@
 //! What a round needs to know about one table: names, key, writable columns, the
 //! delta table and the SQL fragments built from them.
 
-use crate::pg::introspect::{TableInfo, TableName};
+use crate::pg::introspect::TableInfo;
 use crate::pg::quote;
 
 /// One captured table, ready for rounds.
@@ -18,14 +18,12 @@ pub struct TablePlan {
     pub write_cols: Vec<String>,
     /// Whether an identity column needs `OVERRIDING SYSTEM VALUE`.
     pub identity: bool,
-    /// Sequences owned by the table, carried forward each round.
-    pub sequences: Vec<TableName>,
 }
 
 impl TablePlan {
     /// Builds the plan of a table whose changes land in the delta table `delta`
     /// (empty for a table that is only copied).
-    pub fn new(table: &TableInfo, delta: &str, sequences: Vec<TableName>) -> TablePlan {
+    pub fn new(table: &TableInfo, delta: &str) -> TablePlan {
         let table = table.clone();
         let key = table.key.clone().unwrap_or_default();
         let key_types = key
@@ -52,7 +50,6 @@ impl TablePlan {
             key_types,
             write_cols,
             identity,
-            sequences,
             table,
         }
     }

@@ -15,6 +15,7 @@ use super::plan::TablePlan;
 use super::snapshot::Snapshot;
 use super::{sequences, truncate, EngineError, Side};
 use crate::pg::deadline::DEFAULT_STALL_TIMEOUT;
+use crate::pg::introspect::TableName;
 use crate::pg::{within, DbError};
 
 /// Tries of a chunk that races application writes before it is cut smaller, and of
@@ -99,11 +100,13 @@ impl RoundResult {
     }
 }
 
-/// Runs one round between the two sides from their stored `positions`. `stop` is
-/// asked between chunks; when it says yes the round ends without new positions.
+/// Runs one round between the two sides from their stored `positions`: the changes
+/// of `tables`, then (one way) `sequences`. `stop` is asked between chunks; when it
+/// says yes the round ends without new positions.
 pub async fn run_round(
     sides: &mut [Side; 2],
     tables: &[TablePlan],
+    sequences: &[TableName],
     positions: &[Option<Snapshot>; 2],
     opts: &RoundOptions,
     stop: &(dyn Fn() -> bool + Sync),
@@ -208,11 +211,10 @@ pub async fn run_round(
         }
     }
     let [first, second] = sides;
-    let seqs: Vec<_> = tables.iter().flat_map(|t| t.sequences.iter().cloned()).collect();
     let what = "carrying sequences";
     match (first.source, second.source) {
-        (true, false) => within(stall, &both, what, sequences::carry(first, second, &seqs)).await?,
-        (false, true) => within(stall, &both, what, sequences::carry(second, first, &seqs)).await?,
+        (true, false) => within(stall, &both, what, sequences::carry(first, second, sequences)).await?,
+        (false, true) => within(stall, &both, what, sequences::carry(second, first, sequences)).await?,
         _ => 0,
     };
     result.positions = Some(snapshots);

@@ -1,4 +1,4 @@
-//! What a database holds: tables, their keys and columns, and the sequences they own.
+//! What a database holds: tables, their keys and columns, and its sequences.
 
 use tokio_postgres::Client;
 
@@ -128,17 +128,6 @@ select array(select a.attname::text
  order by i.indisprimary desc, i.indnatts, i.indexrelid
  limit 1";
 
-const SEQUENCES_SQL: &str = "
-select n.nspname, s.relname
-  from pg_depend d
-  join pg_class s on s.oid = d.objid and s.relkind = 'S'
-  join pg_namespace n on n.oid = s.relnamespace
- where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
-   and d.refobjid = (select c.oid from pg_class c join pg_namespace cn on cn.oid = c.relnamespace
-                      where cn.nspname = $1 and c.relname = $2)
-   and d.deptype in ('a', 'i')
- order by 1, 2";
-
 /// `(schema, name)` rows as names.
 fn table_names(rows: &[tokio_postgres::Row]) -> Vec<TableName> {
     rows.iter()
@@ -197,19 +186,6 @@ pub async fn describe_table(
         key: key.map(|r| r.get::<_, Vec<String>>(0)),
         columns,
     }))
-}
-
-/// Sequences owned by a table's columns (serial and identity).
-pub async fn owned_sequences(
-    client: &Client,
-    db: &str,
-    table: &TableInfo,
-) -> Result<Vec<TableName>, DbError> {
-    let rows = client
-        .query(SEQUENCES_SQL, &[&table.schema, &table.name])
-        .await
-        .map_err(|e| DbError::query(db, format!("read sequences of {}", table.display_name()), e))?;
-    Ok(table_names(&rows))
 }
 
 /// Every sequence of the database outside schema belt, owned by a column or not: an
