@@ -1,4 +1,4 @@
--- belt change capture, version 4.
+-- belt change capture, version 5.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -86,6 +86,12 @@ $fn$;
 -- transition tables, the default) or 'row' (row-level triggers, kept for the
 -- benchmark that compares the two). Returns the delta table's name.
 --
+-- A partitioned table is always captured row by row: PostgreSQL clones a row-level
+-- trigger of a partitioned table onto every partition, present, created or attached
+-- later, so a write addressed to a partition itself is captured too (a statement
+-- trigger fires only for the table the statement names). Each row notifies; NOTIFY
+-- folds the repeats of one transaction into one.
+--
 -- When the table already has this capture (same trigger function, every trigger
 -- there) nothing is locked or changed: a daemon restart under load must not queue
 -- behind or block the application. Otherwise the application's table is locked
@@ -109,6 +115,7 @@ declare
     v_new text;       -- new."a", new."b"
     v_changed text;   -- old."a" is distinct from new."a" or ...
     v_body text;
+    v_notify text := '';
     v_triggers text[];
     v_found integer;
 begin
@@ -124,6 +131,11 @@ begin
      where not a.attisdropped;
     if v_found is distinct from cardinality(p_keys) or v_found = 0 then
         raise exception 'belt: key columns % not found on %', p_keys, v_rel;
+    end if;
+
+    if (select c.relkind = 'p' from pg_class c where c.oid = v_rel::regclass) then
+        p_mode := 'row';
+        v_notify := 'perform pg_notify(''belt_kick'', '''');';
     end if;
 
     if p_mode = 'statement' then
@@ -155,9 +167,10 @@ begin
                         insert into belt.%1$I (%2$s) values (%4$s);
                     end if;
                 end if;
+                %6$s
                 return null;
             end
-        $body$, v_delta, v_cols, v_new, v_old, v_changed);
+        $body$, v_delta, v_cols, v_new, v_old, v_changed, v_notify);
         v_triggers := array['belt_capture_kick', 'belt_capture_row', 'belt_capture_truncate'];
     else
         raise exception 'belt: unknown capture mode %', p_mode;
@@ -193,6 +206,14 @@ begin
         'create or replace function belt.%I() returns trigger language plpgsql security definer '
         'set search_path = pg_catalog, pg_temp as %L', v_delta || '_fn', v_body);
     execute format('revoke all on function belt.%I() from public', v_delta || '_fn');
+    if v_notify <> '' then
+        -- Creating or attaching a partition clones the trigger, which PostgreSQL
+        -- allows only to a role that may execute its function: the partitioned
+        -- table's owner gets that, nothing else (called directly, a trigger function
+        -- fails; and a delta only names a key, which apply re-reads).
+        execute format('grant execute on function belt.%I() to %I', v_delta || '_fn',
+            (select pg_get_userbyid(c.relowner) from pg_class c where c.oid = v_rel::regclass));
+    end if;
     if p_mode = 'statement' then
         execute format('create trigger belt_capture_ins after insert on %s '
             'referencing new table as belt_new for each statement execute function belt.%I()',
@@ -250,4 +271,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (4);
+insert into belt.meta (version) values (5);

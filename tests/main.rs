@@ -18,6 +18,7 @@ mod fence;
 mod least_privilege;
 mod multimaster;
 mod operator;
+mod partitions;
 mod plan;
 mod precheck;
 mod roles;

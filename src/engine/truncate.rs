@@ -38,8 +38,22 @@ pub async fn apply_truncates(
     if found.is_empty() {
         return Ok(0);
     }
+    // ONLY keeps a legacy inheritance child out; a partitioned table cannot be
+    // truncated ONLY, and its partitions are its rows.
+    let targets: Vec<String> = to
+        .client
+        .query(
+            "select case when c.relkind = 'p' then r else 'only ' || r end \
+             from unnest($1::text[]) r join pg_class c on c.oid = r::regclass",
+            &[&found],
+        )
+        .await
+        .map_err(|e| DbError::query(&to.db, "look up truncated tables", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     to.client
-        .batch_execute(&format!("truncate only {}", found.join(", ")))
+        .batch_execute(&format!("truncate {}", targets.join(", ")))
         .await
         .map_err(|e| DbError::query(&to.db, format!("truncate {}", found.join(", ")), e))?;
     stx.execute(&format!("delete from belt.truncates where {filter}"), &[&rels])
