@@ -141,3 +141,41 @@ async fn a_failed_gate_leaves_the_source_authoritative_and_writable() {
         serde_json::from_str(&pair.beltctl_ok(&["list", "syncs", "--json"])).unwrap();
     assert_eq!(syncs[0]["dbs"], "src:source,dst:target", "roles unchanged");
 }
+
+#[tokio::test]
+async fn a_table_nobody_replicates_stops_verify_and_cutover_unless_excluded() {
+    let pair = Pair::on_two_servers("create table t (id int primary key, v text)", "").await;
+    pair.add_sync("all");
+    let _daemon = pair.start_daemon();
+    wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
+    // A table created after `add sync`: today nothing replicates it.
+    pair.owner(SRC)
+        .await
+        .batch_execute("create table later (id int primary key)")
+        .await
+        .unwrap();
+    pair.src()
+        .await
+        .batch_execute("insert into later values (1)")
+        .await
+        .unwrap();
+    pair.kick_wait();
+
+    let out = pair.beltctl(&["verify", "app"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("table public.later exists on 'src' only and is not replicated"),
+        "{said}"
+    );
+    let out = pair.beltctl(&["cutover", "app", "--timeout", "60s"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("gate 'tables' failed") && said.contains("public.later") && said.contains("--exclude"),
+        "{said}"
+    );
+    assert!(can_login(&pair, "app_user").await, "refused before the fence");
+    let out = pair.beltctl(&["cutover", "app", "--timeout", "60s", "--exclude", "later"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -281,6 +281,19 @@ impl Catalog {
         Ok(out)
     }
 
+    /// `schema.table` of every table that some sync between databases `a` and `b`
+    /// replicates (in either order): what a cutover of one of them leaves in step.
+    pub fn replicated_between(&self, a: &str, b: &str) -> Result<Vec<String>, CatalogError> {
+        let mut out = Vec::new();
+        for def in self.syncs()? {
+            let dbs: Vec<&str> = def.members.iter().map(|m| m.db.as_str()).collect();
+            if dbs.len() == 2 && dbs.contains(&a) && dbs.contains(&b) {
+                out.extend(self.relations(&def.name)?.iter().map(|t| t.display_name()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Pauses or resumes a sync.
     pub fn set_paused(&mut self, name: &str, paused: bool) -> Result<(), CatalogError> {
         self.require_sync(name)?;

@@ -1,7 +1,7 @@
 //! `beltctl cutover` and `beltctl failback`: move the applications' writes from one
 //! database of a sync to the other, gate by gate, each reported and timed.
 //!
-//! Gates: fence the old side (NOLOGIN + end sessions), drain both directions, install
+//! Gates: every table of both databases replicated or excluded by name, fence the old side (NOLOGIN + end sessions), drain both directions, install
 //! capture on the new side, carry sequences, copy key-less tables whole, validate the
 //! constraints the schema step created NOT VALID, verify,
 //! ANALYZE the new side, then switch: the new side becomes the source with
@@ -25,8 +25,9 @@ use crate::engine::{sequences, Side, TablePlan};
 use crate::migrate::constraints::{validate_like, ConstraintError};
 use crate::migrate::logins::{application_roles, set_login, terminate};
 use crate::pg::error::render;
-use crate::pg::introspect::all_sequences;
+use crate::pg::introspect::{all_sequences, TableName};
 use crate::pg::{connect, DbSpec};
+use crate::verify::coverage::uncovered;
 use crate::verify::{verify_table, Sides, VERIFY_CHUNK_ROWS};
 
 /// Arguments of `beltctl cutover` and `beltctl failback`.
@@ -37,6 +38,10 @@ pub struct SwitchArgs {
     /// How long to wait for both directions to drain: `90s`, `5m`.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A table of either database that is deliberately not replicated (`schema.table`,
+    /// or `table` in public); repeat for several. Any other such table stops the switch.
+    #[arg(long = "exclude", value_name = "TABLE")]
+    pub exclude: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -69,6 +74,7 @@ struct Switch<'a> {
     to: DbSpec,
     members: Vec<Member>,
     timeout: Duration,
+    exclude: Vec<String>,
 }
 
 async fn switch(catalog: &mut Catalog, args: SwitchArgs, to_index: usize) -> Result<ExitCode, CliError> {
@@ -88,6 +94,12 @@ async fn switch(catalog: &mut Catalog, args: SwitchArgs, to_index: usize) -> Res
         sync: def.name.clone(),
         members: def.members.clone(),
         timeout: args.timeout,
+        exclude: args
+            .exclude
+            .iter()
+            .map(|t| TableName::parse(t, "public"))
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect(),
     };
     s.catalog.set_switching(&s.sync, true)?;
     println!(
@@ -117,6 +129,8 @@ async fn switch(catalog: &mut Catalog, args: SwitchArgs, to_index: usize) -> Res
 impl Switch<'_> {
     async fn gates(&mut self) -> Result<(), CliError> {
         let t = Instant::now();
+        gate("tables", t, self.coverage().await)?;
+        let t = Instant::now();
         gate("fence", t, self.fence().await)?;
         let t = Instant::now();
         gate("drain", t, self.drain().await)?;
@@ -134,6 +148,27 @@ impl Switch<'_> {
         gate("analyze", t, self.analyze().await)?;
         let t = Instant::now();
         gate("switch", t, self.switch_roles().await)
+    }
+
+    /// Every table of both databases is replicated by a sync between them, or
+    /// excluded by name: a switch must not leave a table behind unsaid.
+    async fn coverage(&mut self) -> Result<(), CliError> {
+        let (from, to) = (connect(&self.from).await?, connect(&self.to).await?);
+        let replicated = self.catalog.replicated_between(&self.from.name, &self.to.name)?;
+        let missing = uncovered(
+            [(&from, self.from.name.as_str()), (&to, self.to.name.as_str())],
+            &replicated,
+            &self.exclude,
+        )
+        .await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = missing.iter().map(|u| u.describe()).collect();
+        Err(CliError::Failed(format!(
+            "{}; add it to a sync, or name it with --exclude TABLE when it stays behind on purpose",
+            list.join("; ")
+        )))
     }
 
     async fn fence(&mut self) -> Result<(), CliError> {

@@ -12,6 +12,7 @@ use crate::catalog::{Catalog, Role};
 use crate::engine::TablePlan;
 use crate::pg::introspect::all_sequences;
 use crate::pg::{connect, quote, DbError};
+use crate::verify::coverage::{uncovered, Uncovered};
 use crate::verify::{verify_table, Sides, TableVerdict, VERIFY_CHUNK_ROWS};
 
 /// Arguments of `beltctl verify`.
@@ -42,6 +43,8 @@ struct Report {
     equal: bool,
     tables: Vec<TableVerdict>,
     sequences: Vec<SequenceVerdict>,
+    /// Tables of either database that no sync between the two replicates.
+    unreplicated: Vec<Uncovered>,
 }
 
 /// Compares a sync's databases.
@@ -67,6 +70,7 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
         equal: true,
         tables: Vec::new(),
         sequences: Vec::new(),
+        unreplicated: Vec::new(),
     };
     for info in catalog.relations(&def.name)? {
         let plan = TablePlan::new(&info, "");
@@ -74,6 +78,14 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
         report.equal &= verdict.equal;
         report.tables.push(verdict);
     }
+    let replicated = catalog.replicated_between(&src_spec.name, &dst_spec.name)?;
+    report.unreplicated = uncovered(
+        [(&src, src_spec.name.as_str()), (&dst, dst_spec.name.as_str())],
+        &replicated,
+        &[],
+    )
+    .await?;
+    report.equal &= report.unreplicated.is_empty();
     // Every sequence, owned by a column or called by the application itself.
     let there = all_sequences(&dst, &dst_spec.name).await?;
     for seq in all_sequences(&src, &src_spec.name).await? {
@@ -110,6 +122,9 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
             for d in &t.differences {
                 println!("{}: key ({}) {}", t.table, d.key, d.kind);
             }
+        }
+        for u in &report.unreplicated {
+            println!("table {}", u.describe());
         }
         for q in report.sequences.iter().filter(|q| !q.ok) {
             match q.target {

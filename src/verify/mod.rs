@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+pub mod coverage;
+
 use crate::engine::TablePlan;
 use crate::pg::{quote, DbError};
 
