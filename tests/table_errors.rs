@@ -1,7 +1,7 @@
 //! A table's own error stops only that table, named in status, while the tables after
 //! it go on; deferrable keys (which cannot arbitrate ON CONFLICT) replicate.
 
-use crate::support::{assert_same, Pair, DST};
+use crate::support::{assert_same, text, Pair, DST};
 
 #[tokio::test]
 async fn deferrable_keys_replicate_both_ways() {
@@ -58,6 +58,13 @@ async fn a_failing_table_stops_alone_and_resumes_when_fixed() {
         .await
         .unwrap();
     pair.add_sync("all");
+    let out = pair.beltctl(&["precheck", "app"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("rule a_ruled_insert on public.a_ruled is ENABLE ALWAYS"),
+        "precheck names the rule: {said}"
+    );
     let _daemon = pair.start_daemon();
     pair.kick_wait();
     pair.src()

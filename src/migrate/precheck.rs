@@ -127,6 +127,7 @@ pub async fn precheck(
             report.add(level, db, "capture privileges", detail);
         }
         if roles[1 - i] == Role::Source {
+            super::always::check(&mut report, db, c, tables).await?;
             match check_receiver(c, db).await {
                 Ok(()) => report.add(
                     Level::Ok,
