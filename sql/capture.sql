@@ -1,4 +1,4 @@
--- belt change capture, version 5.
+-- belt change capture, version 6.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -23,6 +23,15 @@ create table if not exists belt.truncates (
     rel text not null,
     belt_txid bigint not null default txid_current(),
     belt_changed_at timestamptz not null default clock_timestamp()
+);
+
+-- Sequences belt set to draw every other value while two databases are sources
+-- (DESIGN.md rule 7), with the increment to put back at teardown.
+create table if not exists belt.interleaved (
+    schema_name text not null,
+    seq_name text not null,
+    original_increment bigint not null,
+    primary key (schema_name, seq_name)
 );
 
 create or replace function belt.capture_version() returns integer
@@ -271,4 +280,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (5);
+insert into belt.meta (version) values (6);

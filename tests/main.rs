@@ -23,6 +23,7 @@ mod plan;
 mod precheck;
 mod roles;
 mod roundtrip;
+mod sequences;
 mod service;
 mod setup;
 mod table_errors;

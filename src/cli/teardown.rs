@@ -10,6 +10,7 @@ use clap::Args;
 use super::CliError;
 use crate::capture;
 use crate::catalog::Catalog;
+use crate::engine::interleave;
 use crate::pg::connect;
 
 /// Arguments of `beltctl teardown`.
@@ -50,6 +51,14 @@ pub async fn run(catalog: &mut Catalog, args: TeardownArgs) -> Result<ExitCode, 
         .into_iter()
         .filter(|s| s.name != def.name)
         .collect::<Vec<_>>();
+    if let [a, b] = def.members.as_slice() {
+        let (a, b) = (catalog.require_db(&a.db)?, catalog.require_db(&b.db)?);
+        let (ca, cb) = (connect(&a).await?, connect(&b).await?);
+        let n = interleave::put_back([(&ca, a.name.as_str()), (&cb, b.name.as_str())]).await?;
+        if n > 0 {
+            println!("put back the increment of {n} interleaved sequence(s) on both databases");
+        }
+    }
     for m in &def.members {
         let spec = catalog.require_db(&m.db)?;
         let client = connect(&spec).await?;

@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 
 use crate::capture::{self, TriggerMode, KICK_CHANNEL};
 use crate::engine::echo::prepare_receiver;
-use crate::engine::{EngineError, Side, TablePlan};
+use crate::engine::{interleave, EngineError, Side, TablePlan};
 use crate::pg::introspect::{all_sequences, TableName};
 use crate::pg::{connect, connect_listening, DbError, DbSpec};
 use crate::tables::{self, Selection, TableError};
@@ -133,6 +133,21 @@ impl Session {
             .map(|c| TablePlan::new(&c.table, &c.delta))
             .collect();
         let sequences = shared_sequences(&sides[first], &sides[1 - first]).await?;
+        let pair = [
+            (&sides[0].client, sides[0].db.as_str()),
+            (&sides[1].client, sides[1].db.as_str()),
+        ];
+        if sources == [true, true] {
+            let n = interleave::interleave(&sides, &sequences).await?;
+            if n > 0 {
+                tracing::info!(
+                    sequences = n,
+                    "sequences interleaved: each source draws its own values"
+                );
+            }
+        } else if interleave::put_back(pair).await? > 0 {
+            tracing::info!("interleaved sequences put back: one source now");
+        }
         Ok(Session {
             sides,
             notifications,

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod conflict;
 pub mod drift;
 pub mod echo;
+pub mod interleave;
 pub mod park;
 pub(crate) mod pipe;
 pub mod plan;

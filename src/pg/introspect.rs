@@ -71,6 +71,11 @@ impl TableName {
             },
         }
     }
+
+    /// `schema.name`, for messages.
+    pub fn display_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
 }
 
 fn split_dotted(text: &str) -> Vec<String> {
