@@ -34,7 +34,7 @@ async fn insert_for(pair: &Pair, db: &str, secs: u64) -> i64 {
 
 #[tokio::test]
 async fn two_sources_never_hand_out_the_same_value() {
-    let pair = Pair::with_schemas(&format!("{SCHEMA}{SEED}"), SCHEMA, "").await;
+    let pair = Pair::two_servers_with_schemas(&format!("{SCHEMA}{SEED}"), SCHEMA, "").await;
     pair.add_sync_with("all", "src:source,dst:source");
     let _daemon = pair.start_daemon();
     crate::support::wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
@@ -46,6 +46,25 @@ async fn two_sources_never_hand_out_the_same_value() {
     for t in ["notes", "events"] {
         assert_same(&pair, t).await;
         assert_eq!(count(&pair.src().await, t).await, 50 + a + b, "{t}: rows lost");
+    }
+    assert_eq!(pair.status()["conflicts"], 0, "{}", pair.status());
+
+    // Cutover and failback keep each side to its own values.
+    let out = pair.beltctl(&["cutover", "app", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let c = insert_for(&pair, DST, 1).await;
+    pair.kick_wait();
+    let out = pair.beltctl(&["failback", "app", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = insert_for(&pair, SRC, 1).await;
+    pair.kick_wait();
+    for t in ["notes", "events"] {
+        crate::support::assert_same_admin(&pair, t).await;
+        assert_eq!(
+            count(&pair.admin(DST).await, t).await,
+            50 + a + b + c + d,
+            "{t}: rows lost"
+        );
     }
     assert_eq!(pair.status()["conflicts"], 0, "{}", pair.status());
 

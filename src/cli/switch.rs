@@ -219,7 +219,13 @@ impl Switch<'_> {
         Ok(())
     }
 
+    /// Moves the new side's sequences past the old side's. With two sources they are
+    /// interleaved already (each side draws its own values), and carrying a value
+    /// across would break that.
     async fn sequences(&mut self) -> Result<(), CliError> {
+        if self.members.iter().all(|m| m.role == Role::Source) {
+            return Ok(());
+        }
         let from = Side {
             db: self.from.name.clone(),
             client: connect(&self.from).await?,
