@@ -19,6 +19,7 @@ mod least_privilege;
 mod multimaster;
 mod operator;
 mod partitions;
+mod pickup;
 mod plan;
 mod precheck;
 mod roles;

@@ -58,6 +58,9 @@ pub struct SyncDef {
     pub kick_seq: i64,
     /// Initial copy: `pending`, `copying` or `done`.
     pub copy: String,
+    /// Added with `--tables all`: tables created later are picked up. `Some("")`
+    /// follows every schema, `Some(schema)` one schema, `None` the listed tables only.
+    pub tables_all: Option<String>,
 }
 
 impl SyncDef {

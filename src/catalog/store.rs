@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// The open catalog file.
@@ -179,8 +180,8 @@ impl Catalog {
         let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin add sync"))?;
         tx.execute(
-            "insert into syncs (name, conflict, grp, copy) values (?1, ?2, ?3, ?4)",
-            params![sync.name, sync.conflict, sync.group, sync.copy],
+            "insert into syncs (name, conflict, grp, copy, tables_all) values (?1, ?2, ?3, ?4, ?5)",
+            params![sync.name, sync.conflict, sync.group, sync.copy, sync.tables_all],
         )
         .map_err(err("add sync"))?;
         for (ord, m) in sync.members.iter().enumerate() {
@@ -224,7 +225,9 @@ impl Catalog {
     pub fn syncs(&self) -> Result<Vec<SyncDef>, CatalogError> {
         let mut stmt = self
             .conn
-            .prepare("select name, conflict, grp, paused, kick_seq, copy from syncs order by name")
+            .prepare(
+                "select name, conflict, grp, paused, kick_seq, copy, tables_all from syncs order by name",
+            )
             .map_err(self.err("list syncs"))?;
         let mut syncs: Vec<SyncDef> = stmt
             .query_map([], |r| {
@@ -235,6 +238,7 @@ impl Catalog {
                     paused: r.get(3)?,
                     kick_seq: r.get(4)?,
                     copy: r.get(5)?,
+                    tables_all: r.get(6)?,
                     members: Vec::new(),
                 })
             })
@@ -279,6 +283,18 @@ impl Catalog {
             out.push(serde_json::from_str(&info).expect("catalog holds valid table info"));
         }
         Ok(out)
+    }
+
+    /// Adds a table to a sync (one created after the sync was added).
+    pub fn add_relation(&mut self, sync: &str, table: &TableInfo) -> Result<(), CatalogError> {
+        let info = serde_json::to_string(table).expect("table info serializes");
+        self.conn
+            .execute(
+                "insert into relations (sync, schema_name, table_name, info) values (?1, ?2, ?3, ?4)",
+                params![sync, table.schema, table.name, info],
+            )
+            .map_err(self.err("add sync table"))?;
+        Ok(())
     }
 
     /// `schema.table` of every table that some sync between databases `a` and `b`

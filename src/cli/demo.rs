@@ -145,6 +145,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         paused: false,
         kick_seq: 0,
         copy: "pending".into(),
+        tables_all: Some("public".into()),
     };
     let report = precheck(&def, [&src_spec, &dst_spec], [&src, &dst], &tables).await?;
     let count = |l: Level| report.findings.iter().filter(|f| f.level == l).count();

@@ -151,6 +151,7 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         paused: false,
         kick_seq: 0,
         copy: if args.no_copy { "done" } else { "added" }.into(),
+        tables_all: (args.tables.trim() == "all").then(|| args.schema.clone().unwrap_or_default()),
     };
     let tables = check(catalog, &def, &parse_selection(&args)).await?;
     catalog.add_sync(&def, &tables)?;

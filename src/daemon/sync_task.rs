@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{info, warn};
 
+use super::pickup;
 use super::session::Session;
 use super::setup::Setup;
 use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
@@ -23,6 +24,8 @@ use crate::pg::{within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a sync added with `--tables all` looks for tables created since.
+const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause after a notification, so a burst of statements makes one round.
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -57,7 +60,8 @@ impl SyncTask {
         let mut backoff = Duration::from_millis(500);
         while !*self.stop.borrow() {
             match self.run_connected(&name).await {
-                Ok(()) => break,
+                // Stopped, or reconnecting to take in tables picked up.
+                Ok(()) => continue,
                 Err((error, transient)) => {
                     crate::api::metrics::error(&name);
                     if std::mem::take(&mut self.progressed) {
@@ -138,7 +142,23 @@ impl SyncTask {
             .catalog
             .call(move |c| c.set_state(&n, "replicating", None))
             .await;
+        let first = crate::catalog::first_source(loaded.sources);
+        let mut next_pickup = Instant::now();
         loop {
+            if let Some(schema) = def
+                .tables_all
+                .as_deref()
+                .filter(|_| Instant::now() >= next_pickup)
+            {
+                next_pickup = Instant::now() + PICKUP_INTERVAL;
+                let pick = pickup::pick_up(&self.catalog, name, &mut session, &loaded.specs, first, schema);
+                let picked = within(stall, &both, "picking up new tables", pick)
+                    .await
+                    .map_err(|e| (render(&e), e.is_transient()))?;
+                if picked > 0 {
+                    return Ok(()); // reconnect: the new tables join the rounds
+                }
+            }
             let kick = self.def.borrow().kick_seq;
             let stop = self.stop.clone();
             let started = Instant::now();

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use super::SchemaError;
 use crate::pg::binaries::find_program;
+use crate::pg::introspect::TableName;
 use crate::pg::DbSpec;
 
 /// One object of the dump and the SQL that creates it.
@@ -97,10 +98,22 @@ pub fn parse(text: &str) -> Dump {
 /// Runs `pg_dump --schema-only` against `spec`, owners and privileges included, and
 /// parses its output. `env` is the child's libpq environment
 /// ([`crate::pg::connect::child_env`]): settings and password never go on argv.
-pub fn dump_schema(spec: &DbSpec, env: &[(&'static str, String)]) -> Result<Dump, SchemaError> {
+/// `only` limits the dump to one table (with what belongs to it: its sequences,
+/// indexes, constraints, triggers, grants, policies and comments).
+pub fn dump_schema(
+    spec: &DbSpec,
+    env: &[(&'static str, String)],
+    only: Option<&TableName>,
+) -> Result<Dump, SchemaError> {
     let program = find_program("pg_dump").ok_or(SchemaError::NoPgDump)?;
     let mut cmd = Command::new(&program);
     cmd.args(["--schema-only", "--exclude-schema=belt"]);
+    if let Some(t) = only {
+        cmd.arg(format!(
+            "--table={}",
+            crate::pg::quote::qualified(&t.schema, &t.name)
+        ));
+    }
     cmd.envs(env.iter().map(|(k, v)| (*k, v)));
     let out = cmd.output().map_err(|e| SchemaError::Dump {
         db: spec.name.clone(),

@@ -14,7 +14,7 @@ pub mod dump;
 
 use tokio_postgres::Client;
 
-use crate::pg::introspect::list_tables;
+use crate::pg::introspect::{list_tables, TableName};
 use crate::pg::{DbError, DbSpec};
 use dump::{dump_schema, Entry};
 
@@ -58,10 +58,10 @@ pub async fn target_is_empty(dst: &Client, db: &str) -> Result<bool, SchemaError
     Ok(list_tables(dst, db, None).await?.is_empty())
 }
 
-async fn read_dump(src: &DbSpec) -> Result<dump::Dump, SchemaError> {
+async fn read_dump(src: &DbSpec, only: Option<&TableName>) -> Result<dump::Dump, SchemaError> {
     let env = crate::pg::connect::child_env(src)?;
-    let spec = src.clone();
-    tokio::task::spawn_blocking(move || dump_schema(&spec, &env))
+    let (spec, only) = (src.clone(), only.cloned());
+    tokio::task::spawn_blocking(move || dump_schema(&spec, &env, only.as_ref()))
         .await
         .map_err(|e| SchemaError::Dump {
             db: src.name.clone(),
@@ -82,7 +82,7 @@ fn apply_error(db: &str, e: &Entry, source: tokio_postgres::Error) -> SchemaErro
 /// Creates the source's schema on the target, but for what is built after the copy.
 /// Returns how many objects it created.
 pub async fn copy_before(src: &DbSpec, dst: &mut Client, dst_db: &str) -> Result<usize, SchemaError> {
-    let dump = read_dump(src).await?;
+    let dump = read_dump(src, None).await?;
     let tx = dst
         .transaction()
         .await
@@ -110,7 +110,7 @@ pub async fn copy_before(src: &DbSpec, dst: &mut Client, dst_db: &str) -> Result
 /// Builds the indexes, triggers and (NOT VALID) foreign keys after the copy. Objects
 /// that already exist (a restart midway) are skipped. Returns how many it created.
 pub async fn copy_after(src: &DbSpec, dst: &Client, dst_db: &str) -> Result<usize, SchemaError> {
-    let dump = read_dump(src).await?;
+    let dump = read_dump(src, None).await?;
     dst.batch_execute(&dump.preamble)
         .await
         .map_err(|e| DbError::query(dst_db, "set up the schema copy session", e))?;
@@ -134,5 +134,40 @@ pub async fn copy_after(src: &DbSpec, dst: &Client, dst_db: &str) -> Result<usiz
     dst.batch_execute("set search_path = pg_catalog, pg_temp")
         .await
         .map_err(|e| DbError::query(dst_db, "reset search_path", e))?;
+    Ok(created)
+}
+
+/// Creates one table of the source on the target, with everything pg_dump dumps with
+/// it (foreign keys `NOT VALID`, as at setup), in one transaction: a table created on
+/// the source after its sync was added. Returns how many objects it created.
+pub async fn create_table(
+    src: &DbSpec,
+    dst: &mut Client,
+    dst_db: &str,
+    table: &TableName,
+) -> Result<usize, SchemaError> {
+    let dump = read_dump(src, Some(table)).await?;
+    let tx = dst
+        .transaction()
+        .await
+        .map_err(|e| DbError::query(dst_db, "begin table copy", e))?;
+    tx.batch_execute(&dump.preamble)
+        .await
+        .map_err(|e| DbError::query(dst_db, "set up the schema copy session", e))?;
+    let mut created = 0;
+    for e in dump.entries.iter().filter(|e| !e.is_belt_capture()) {
+        let sql = if e.kind == "FK CONSTRAINT" {
+            format!("{} NOT VALID;", e.sql.trim_end_matches(';'))
+        } else {
+            e.sql.clone()
+        };
+        tx.batch_execute(&sql)
+            .await
+            .map_err(|source| apply_error(dst_db, e, source))?;
+        created += 1;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(dst_db, "commit table copy", e))?;
     Ok(created)
 }
