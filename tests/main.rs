@@ -29,4 +29,5 @@ mod service;
 mod setup;
 mod table_errors;
 mod tls;
+mod truncate;
 mod verify;

@@ -12,8 +12,12 @@
 //!
 //! Both sides read and write in one REPEATABLE READ transaction each; an application
 //! write to a row after our snapshot makes our write fail with a serialization error,
-//! and the round is retried rather than overwriting it. Consumed deltas — every delta
-//! the chunk's snapshot saw in the range — are deleted only after both commits.
+//! and the round is retried rather than overwriting it. Consumed deltas are deleted
+//! only after both commits, and only those of the round's batch: a chunk also applies
+//! the current state of keys changed after the round's snapshot, but their deltas stay
+//! for the next round. That round applies their transactions' truncates first (the
+//! truncates of a round are those of its snapshot), then the keys again, so a
+//! transaction that truncates and then inserts keeps its rows on the other side.
 
 use tokio_postgres::{IsolationLevel, Transaction};
 
@@ -71,12 +75,11 @@ pub async fn apply_chunk(
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
     // Both sides at once: a round trip saved is a chunk sooner on a distant link.
-    let ((ta, snap_a, hi_a), (tb, snap_b, hi_b)) = tokio::try_join!(
+    let ((ta, hi_a), (tb, hi_b)) = tokio::try_join!(
         open_side(&mut a.client, dbs[0], table, filters[0].as_deref(), limit),
         open_side(&mut b.client, dbs[1], table, filters[1].as_deref(), limit),
     )?;
     let txs = [&ta, &tb];
-    let snaps = [snap_a, snap_b];
     let hi = match [hi_a, hi_b] {
         [None, None] => return Ok(None),
         [Some(h), None] | [None, Some(h)] => h.key,
@@ -156,23 +159,19 @@ pub async fn apply_chunk(
     )?;
     let [a, b] = sides;
     tokio::try_join!(
-        purge(a, table, &range, snaps[0].as_deref()),
-        purge(b, table, &range, snaps[1].as_deref()),
+        purge(a, table, &range, batches[0].as_deref()),
+        purge(b, table, &range, batches[1].as_deref()),
     )?;
     Ok(Some(result))
 }
 
-/// Deletes the deltas of `range` that the chunk's snapshot `snap` saw (none when the
-/// side is not a source).
-async fn purge(side: &Side, table: &TablePlan, range: &str, snap: Option<&str>) -> Result<(), DbError> {
-    let Some(snap) = snap else { return Ok(()) };
+/// Deletes the deltas of `range` that are in the round's `batch` (none when the side
+/// is not a source).
+async fn purge(side: &Side, table: &TablePlan, range: &str, batch: Option<&str>) -> Result<(), DbError> {
+    let Some(batch) = batch else { return Ok(()) };
     side.client
         .execute(
-            &format!(
-                "delete from {} where {range} and txid_visible_in_snapshot(belt_txid, {})",
-                table.delta_sql(),
-                quote::literal(snap) + "::txid_snapshot"
-            ),
+            &format!("delete from {} where {range} and {batch}", table.delta_sql()),
             &[],
         )
         .await
@@ -187,27 +186,23 @@ async fn purge(side: &Side, table: &TablePlan, range: &str, snap: Option<&str>) 
 }
 
 /// Begins one side's chunk transaction and, pipelined in one round trip, prepares
-/// its temp tables and — on a source, `filter` being its batch — reads its snapshot
-/// and the last key of its part of the chunk.
+/// its temp tables and — on a source, `filter` being its batch — reads the last key
+/// of its part of the chunk.
 async fn open_side<'c>(
     client: &'c mut tokio_postgres::Client,
     db: &str,
     table: &TablePlan,
     filter: Option<&str>,
     limit: i64,
-) -> Result<(Transaction<'c>, Option<String>, Option<ChunkEnd>), DbError> {
+) -> Result<(Transaction<'c>, Option<ChunkEnd>), DbError> {
     let tx = begin(client, db).await?;
     let temp = create_temp_tables(&tx, db, table);
     let Some(filter) = filter else {
         temp.await?;
-        return Ok((tx, None, None));
+        return Ok((tx, None));
     };
-    let (snap, hi, ()) = tokio::try_join!(
-        chunk_snapshot(&tx, db),
-        last_key_of_chunk(&tx, db, table, filter, limit),
-        temp
-    )?;
-    Ok((tx, Some(snap), hi))
+    let (hi, ()) = tokio::try_join!(last_key_of_chunk(&tx, db, table, filter, limit), temp)?;
+    Ok((tx, hi))
 }
 
 async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<Transaction<'c>, DbError> {
@@ -217,14 +212,6 @@ async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<T
         .start()
         .await
         .map_err(|e| DbError::query(db, "begin chunk", e))
-}
-
-async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbError> {
-    Ok(tx
-        .query_one("select txid_current_snapshot()::text", &[])
-        .await
-        .map_err(|e| DbError::query(db, "read chunk snapshot", e))?
-        .get(0))
 }
 
 /// Where one side's part of a chunk ends.
