@@ -47,3 +47,42 @@ async fn truncate_then_insert_committed_during_a_round_keeps_its_rows() {
     assert_same(&pair, "t").await;
     assert_eq!(count(&pair.dst().await, "t").await, 1);
 }
+
+#[tokio::test]
+async fn with_two_sources_a_later_write_survives_the_other_sides_truncate() {
+    let pair = Pair::new("create table t (id int primary key, v text)").await;
+    pair.owner(SRC)
+        .await
+        .batch_execute("grant truncate on t to app_user")
+        .await
+        .unwrap();
+    pair.add_sync_with("t", "src:source,dst:source");
+    let mut daemon = pair.start_daemon();
+    pair.kick_wait();
+    pair.src()
+        .await
+        .batch_execute("insert into t select g, 'seed' from generate_series(1, 10) g")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    assert_same(&pair, "t").await;
+
+    // While belt is stopped: the source truncates, then the target writes.
+    daemon.terminate();
+    pair.src().await.batch_execute("truncate t").await.unwrap();
+    pair.dst()
+        .await
+        .batch_execute("update t set v = 'later' where id = 5; insert into t values (11, 'later')")
+        .await
+        .unwrap();
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    pair.kick_wait();
+    assert_same(&pair, "t").await;
+    let rows = crate::support::rows(&pair.src().await, "t").await;
+    assert_eq!(
+        rows,
+        ["(11,later)", "(5,later)"],
+        "the later writes are kept on both sides"
+    );
+}

@@ -2,6 +2,11 @@
 //! the other side before the round's rows, all tables of one round in one statement
 //! so that foreign keys between them do not block it. The receiving session is in
 //! replica mode, so the truncate is not captured there again.
+//!
+//! With two sources a truncate takes part in latest-wins (rule 4): it deletes every
+//! row as of its time. A row the receiving side wrote later (its delta is newer than
+//! the truncate) stays, and the round then sends it to the side that truncated; the
+//! other rows are deleted by key instead of truncated.
 
 use tokio_postgres::IsolationLevel;
 
@@ -25,27 +30,50 @@ pub async fn apply_truncates(
         .await
         .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
     let filter = format!("{batch} and rel = any($1)");
-    let found: Vec<String> = stx
+    let latest: Vec<(String, String)> = stx
         .query(
-            &format!("select distinct rel from belt.truncates where {filter} order by 1"),
+            &format!(
+                "select rel, max(belt_changed_at)::text from belt.truncates where {filter} group by rel order by 1"
+            ),
             &[&rels],
         )
         .await
         .map_err(|e| DbError::query(&from.db, "read truncates", e))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    if found.is_empty() {
+    if latest.is_empty() {
         return Ok(0);
     }
-    // ONLY keeps a legacy inheritance child out; a partitioned table cannot be
-    // truncated ONLY, and its partitions are its rows.
+    let mut found = Vec::new();
+    for (rel, at) in &latest {
+        let plan = tables.iter().find(|t| &t.table.qualified() == rel);
+        match plan {
+            Some(plan) if to.source && keep_later_writes(to, plan, at).await? => {}
+            _ => found.push(rel.clone()),
+        }
+    }
+    if !found.is_empty() {
+        truncate(to, &found).await?;
+    }
+    stx.execute(&format!("delete from belt.truncates where {filter}"), &[&rels])
+        .await
+        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
+    stx.commit()
+        .await
+        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
+    Ok(latest.len() as u64)
+}
+
+/// Truncates `rels` on `to`. ONLY keeps a legacy inheritance child out; a partitioned
+/// table cannot be truncated ONLY, and its partitions are its rows.
+async fn truncate(to: &Side, rels: &[String]) -> Result<(), DbError> {
     let targets: Vec<String> = to
         .client
         .query(
             "select case when c.relkind = 'p' then r else 'only ' || r end \
              from unnest($1::text[]) r join pg_class c on c.oid = r::regclass",
-            &[&found],
+            &[&rels],
         )
         .await
         .map_err(|e| DbError::query(&to.db, "look up truncated tables", e))?
@@ -55,12 +83,37 @@ pub async fn apply_truncates(
     to.client
         .batch_execute(&format!("truncate {}", targets.join(", ")))
         .await
-        .map_err(|e| DbError::query(&to.db, format!("truncate {}", found.join(", ")), e))?;
-    stx.execute(&format!("delete from belt.truncates where {filter}"), &[&rels])
+        .map_err(|e| DbError::query(&to.db, format!("truncate {}", rels.join(", ")), e))
+}
+
+/// When `to` (a source itself) changed rows of `plan`'s table after the truncate at
+/// `at`, deletes the other rows by key and returns true: those later writes survive.
+/// Returns false (truncate as usual) when it has none.
+async fn keep_later_writes(to: &Side, plan: &TablePlan, at: &str) -> Result<bool, DbError> {
+    let delta = plan.delta_sql();
+    let later: bool = to
+        .client
+        .query_one(
+            &format!("select exists (select 1 from {delta} where belt_changed_at > $1::text::timestamptz)"),
+            &[&at],
+        )
         .await
-        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
-    stx.commit()
+        .map_err(|e| DbError::query(&to.db, "look for writes after a truncate", e))?
+        .get(0);
+    if !later {
+        return Ok(false);
+    }
+    let t = plan.table.qualified();
+    to.client
+        .execute(
+            &format!(
+                "delete from {t} as t where not exists (select 1 from {delta} as d \
+                 where {} and d.belt_changed_at > $1::text::timestamptz)",
+                plan.key_join("d", "t")
+            ),
+            &[&at],
+        )
         .await
-        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
-    Ok(found.len() as u64)
+        .map_err(|e| DbError::query(&to.db, format!("truncate {t} as of the other side's truncate"), e))?;
+    Ok(true)
 }
