@@ -229,6 +229,11 @@ async fn insert_insert_goes_to_the_later_write() {
         conflicts[0].key, "5",
         "an insert/insert collision is recorded, never silent"
     );
+    assert_eq!(
+        conflicts[0].loser_row.as_deref(),
+        Some(r#"{"id":5,"v":"a"}"#),
+        "the losing row is kept in the record"
+    );
 }
 
 #[tokio::test]
@@ -246,6 +251,11 @@ async fn a_tie_goes_to_the_first_database() {
     let r = both.round().await;
     assert_eq!(value(&both.b, 1).await.as_deref(), Some("a"));
     assert_eq!(r.conflicts[0].winner.as_deref(), Some("a"));
+    assert_eq!(
+        r.conflicts[0].loser_row.as_deref(),
+        Some(r#"{"id":1,"v":"b"}"#),
+        "the second database's losing row is kept"
+    );
 }
 
 #[tokio::test]

@@ -134,6 +134,9 @@ pub struct ConflictRecord {
     pub second_db: String,
     pub second_changed_at: String,
     pub winner: Option<String>,
+    /// The losing side's row as it was before it was overwritten (JSON; `None` when
+    /// it had been deleted, or nothing was overwritten).
+    pub loser_row: Option<String>,
 }
 
 /// A parked key as stored in the catalog.

@@ -29,7 +29,8 @@ impl Catalog {
         for c in conflicts {
             tx.execute(
                 "insert into conflicts (sync, table_name, key, strategy, first_db, first_changed_at, \
-                 second_db, second_changed_at, winner) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 second_db, second_changed_at, winner, loser_row) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     sync,
                     c.table,
@@ -39,7 +40,8 @@ impl Catalog {
                     c.first_changed_at,
                     dbs[1],
                     c.second_changed_at,
-                    c.winner
+                    c.winner,
+                    c.loser_row
                 ],
             )
             .map_err(err("record conflict"))?;
@@ -59,7 +61,7 @@ impl Catalog {
             .conn
             .prepare(
                 "select recorded_at, table_name, key, strategy, first_db, first_changed_at, second_db, \
-                 second_changed_at, winner from conflicts where sync = ?1 order by id desc limit ?2",
+                 second_changed_at, winner, loser_row from conflicts where sync = ?1 order by id desc limit ?2",
             )
             .map_err(self.err("list conflicts"))?;
         let rows = stmt
@@ -74,6 +76,7 @@ impl Catalog {
                     second_db: r.get(6)?,
                     second_changed_at: r.get(7)?,
                     winner: r.get(8)?,
+                    loser_row: r.get(9)?,
                 })
             })
             .map_err(self.err("list conflicts"))?;

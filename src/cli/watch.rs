@@ -178,6 +178,7 @@ pub fn conflicts(catalog: &Catalog, args: ConflictsArgs) -> Result<ExitCode, Cli
             "second changed",
             "winner",
             "strategy",
+            "losing row",
         ],
         |c| {
             vec![
@@ -188,6 +189,7 @@ pub fn conflicts(catalog: &Catalog, args: ConflictsArgs) -> Result<ExitCode, Cli
                 format!("{} {}", c.second_db, c.second_changed_at),
                 c.winner.clone().unwrap_or_else(|| "none (both kept)".into()),
                 c.strategy.clone(),
+                c.loser_row.clone().unwrap_or_default(),
             ]
         },
     );

@@ -113,7 +113,7 @@ pub async fn apply_chunk(
         }
         let mut result = ChunkResult::default();
         if batches[0].is_some() && batches[1].is_some() {
-            result.conflicts = conflicts(txs[0], dbs, table, &range, strategy).await?;
+            result.conflicts = conflicts(txs, dbs, table, &range, strategy).await?;
             if strategy == Strategy::Abort && !result.conflicts.is_empty() {
                 return Err(EngineError::ConflictAbort {
                     conflicts: result.conflicts,
@@ -386,21 +386,27 @@ async fn send_winners(
 
 /// Keys changed on both sides in the range, decided as `winners_sql` decides them.
 async fn conflicts(
-    tx: &Transaction<'_>,
+    txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
     table: &TablePlan,
     range: &str,
     strategy: Strategy,
 ) -> Result<Vec<Conflict>, DbError> {
+    let tx = txs[0];
+    // The first side's own row comes along: it is the losing one when the second wins.
     let sql = format!(
-        "select concat_ws(',', {keys}), s.belt_changed_at::text, p.belt_changed_at::text, {wins} \
+        "select concat_ws(',', {keys}), s.belt_changed_at::text, p.belt_changed_at::text, {wins}, \
+                array[{key_array}], (select row_to_json(t)::text from {t} t where {own}) \
          from ({summary}) s join {peer} p on {join} order by {order}",
         keys = each_key(table, |c| format!("s.{c}::text")),
+        key_array = each_key(table, |c| format!("s.{c}::text")),
         order = each_key(table, |c| format!("s.{c}")),
         wins = strategy.peer_wins_sql(true),
         summary = summary_sql(table, range),
         peer = table.temp_table('p'),
         join = table.key_join("p", "s"),
+        t = table.table.qualified(),
+        own = table.key_join("t", "s"),
     );
     let rows = tx.query(&sql, &[]).await.map_err(|e| {
         DbError::query(
@@ -409,23 +415,51 @@ async fn conflicts(
             e,
         )
     })?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let second_wins: bool = r.get(3);
-            let winner = match strategy {
-                Strategy::Skip | Strategy::Abort => None,
-                _ => Some(dbs[usize::from(second_wins)].to_string()),
-            };
-            Conflict {
-                table: table.table.display_name(),
-                key: r.get(0),
-                first_changed_at: r.get(1),
-                second_changed_at: r.get(2),
-                winner,
-            }
-        })
-        .collect())
+    let decided = !matches!(strategy, Strategy::Skip | Strategy::Abort);
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let second_wins: bool = r.get(3);
+        let loser_row = match (decided, second_wins) {
+            (false, _) => None,
+            (true, true) => r.get(5),
+            (true, false) => second_row(txs[1], dbs[1], table, &r.get::<_, Vec<String>>(4)).await?,
+        };
+        out.push(Conflict {
+            table: table.table.display_name(),
+            key: r.get(0),
+            first_changed_at: r.get(1),
+            second_changed_at: r.get(2),
+            winner: decided.then(|| dbs[usize::from(second_wins)].to_string()),
+            loser_row,
+        });
+    }
+    Ok(out)
+}
+
+/// The second side's row of `key` as JSON, before the first side's overwrites it.
+async fn second_row(
+    tx: &Transaction<'_>,
+    db: &str,
+    table: &TablePlan,
+    key: &[String],
+) -> Result<Option<String>, DbError> {
+    let sql = format!(
+        "select row_to_json(t)::text from {} t where ({}) = ({})",
+        table.table.qualified(),
+        table.key_list(),
+        table.key_values(key)
+    );
+    Ok(tx
+        .query_opt(&sql, &[])
+        .await
+        .map_err(|e| {
+            DbError::query(
+                db,
+                format!("read the losing row of {}", table.table.display_name()),
+                e,
+            )
+        })?
+        .map(|r| r.get(0)))
 }
 
 fn each_key(table: &TablePlan, f: impl Fn(&str) -> String) -> String {

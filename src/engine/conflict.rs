@@ -92,6 +92,9 @@ pub struct Conflict {
     pub second_changed_at: String,
     /// The database whose row both sides now hold; `None` for skip and abort.
     pub winner: Option<String>,
+    /// The other database's row before it was overwritten, as JSON (`None` when it
+    /// had none): a losing write is kept here, never dropped without a trace.
+    pub loser_row: Option<String>,
 }
 
 #[cfg(test)]
