@@ -12,12 +12,12 @@
 //!
 //! Both sides read and write in one REPEATABLE READ transaction each; an application
 //! write to a row after our snapshot makes our write fail with a serialization error,
-//! and the round is retried rather than overwriting it. Consumed deltas are deleted
-//! only after both commits, and only those of the round's batch: a chunk also applies
-//! the current state of keys changed after the round's snapshot, but their deltas stay
-//! for the next round. That round applies their transactions' truncates first (the
-//! truncates of a round are those of its snapshot), then the keys again, so a
-//! transaction that truncates and then inserts keeps its rows on the other side.
+//! and the round is retried rather than overwriting it. Consumed deltas — those the
+//! chunk's snapshot saw in the range — are deleted only after both commits. One
+//! exception: while a truncate of the table committed after the round's snapshot is
+//! pending (the next round applies it, before its rows), only the deltas of the
+//! round's batch are deleted; the others stay, so that the rows written with or after
+//! that truncate are applied again after it, not deleted by it for good.
 
 use tokio_postgres::{IsolationLevel, Transaction};
 
@@ -75,11 +75,12 @@ pub async fn apply_chunk(
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
     // Both sides at once: a round trip saved is a chunk sooner on a distant link.
-    let ((ta, hi_a), (tb, hi_b)) = tokio::try_join!(
+    let ((ta, snap_a, hi_a), (tb, snap_b, hi_b)) = tokio::try_join!(
         open_side(&mut a.client, dbs[0], table, filters[0].as_deref(), limit),
         open_side(&mut b.client, dbs[1], table, filters[1].as_deref(), limit),
     )?;
     let txs = [&ta, &tb];
+    let snaps = [snap_a, snap_b];
     let hi = match [hi_a, hi_b] {
         [None, None] => return Ok(None),
         [Some(h), None] | [None, Some(h)] => h.key,
@@ -159,19 +160,34 @@ pub async fn apply_chunk(
     )?;
     let [a, b] = sides;
     tokio::try_join!(
-        purge(a, table, &range, batches[0].as_deref()),
-        purge(b, table, &range, batches[1].as_deref()),
+        purge(a, table, &range, snaps[0].as_deref(), batches[0].as_deref()),
+        purge(b, table, &range, snaps[1].as_deref(), batches[1].as_deref()),
     )?;
     Ok(Some(result))
 }
 
-/// Deletes the deltas of `range` that are in the round's `batch` (none when the side
-/// is not a source).
-async fn purge(side: &Side, table: &TablePlan, range: &str, batch: Option<&str>) -> Result<(), DbError> {
-    let Some(batch) = batch else { return Ok(()) };
+/// Deletes the deltas of `range` that the chunk's snapshot `snap` saw — only those
+/// of the round's `batch` while a truncate newer than the batch is pending (none when
+/// the side is not a source).
+async fn purge(
+    side: &Side,
+    table: &TablePlan,
+    range: &str,
+    snap: Option<&str>,
+    batch: Option<&str>,
+) -> Result<(), DbError> {
+    let (Some(snap), Some(batch)) = (snap, batch) else {
+        return Ok(());
+    };
     side.client
         .execute(
-            &format!("delete from {} where {range} and {batch}", table.delta_sql()),
+            &format!(
+                "delete from {delta} where {range} and txid_visible_in_snapshot(belt_txid, {snap}::txid_snapshot) \
+                 and ({batch} or not exists (select 1 from belt.truncates where rel = {rel} and not {batch}))",
+                delta = table.delta_sql(),
+                snap = quote::literal(snap),
+                rel = quote::literal(&table.table.qualified()),
+            ),
             &[],
         )
         .await
@@ -186,23 +202,35 @@ async fn purge(side: &Side, table: &TablePlan, range: &str, batch: Option<&str>)
 }
 
 /// Begins one side's chunk transaction and, pipelined in one round trip, prepares
-/// its temp tables and — on a source, `filter` being its batch — reads the last key
-/// of its part of the chunk.
+/// its temp tables and — on a source, `filter` being its batch — reads its snapshot
+/// and the last key of its part of the chunk.
 async fn open_side<'c>(
     client: &'c mut tokio_postgres::Client,
     db: &str,
     table: &TablePlan,
     filter: Option<&str>,
     limit: i64,
-) -> Result<(Transaction<'c>, Option<ChunkEnd>), DbError> {
+) -> Result<(Transaction<'c>, Option<String>, Option<ChunkEnd>), DbError> {
     let tx = begin(client, db).await?;
     let temp = create_temp_tables(&tx, db, table);
     let Some(filter) = filter else {
         temp.await?;
-        return Ok((tx, None));
+        return Ok((tx, None, None));
     };
-    let (hi, ()) = tokio::try_join!(last_key_of_chunk(&tx, db, table, filter, limit), temp)?;
-    Ok((tx, hi))
+    let (snap, hi, ()) = tokio::try_join!(
+        chunk_snapshot(&tx, db),
+        last_key_of_chunk(&tx, db, table, filter, limit),
+        temp
+    )?;
+    Ok((tx, Some(snap), hi))
+}
+
+async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbError> {
+    Ok(tx
+        .query_one("select txid_current_snapshot()::text", &[])
+        .await
+        .map_err(|e| DbError::query(db, "read chunk snapshot", e))?
+        .get(0))
 }
 
 async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<Transaction<'c>, DbError> {
@@ -416,50 +444,72 @@ async fn conflicts(
         )
     })?;
     let decided = !matches!(strategy, Strategy::Skip | Strategy::Abort);
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let second_wins: bool = r.get(3);
-        let loser_row = match (decided, second_wins) {
-            (false, _) => None,
-            (true, true) => r.get(5),
-            (true, false) => second_row(txs[1], dbs[1], table, &r.get::<_, Vec<String>>(4)).await?,
-        };
-        out.push(Conflict {
-            table: table.table.display_name(),
-            key: r.get(0),
-            first_changed_at: r.get(1),
-            second_changed_at: r.get(2),
-            winner: decided.then(|| dbs[usize::from(second_wins)].to_string()),
-            loser_row,
-        });
-    }
-    Ok(out)
+    // The second side's rows that lose, read in one query.
+    let second_losers: Vec<Vec<String>> = rows
+        .iter()
+        .filter(|r| decided && !r.get::<_, bool>(3))
+        .map(|r| r.get(4))
+        .collect();
+    let second_rows = second_rows(txs[1], dbs[1], table, &second_losers).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let second_wins: bool = r.get(3);
+            let key: Vec<String> = r.get(4);
+            let loser_row = match (decided, second_wins) {
+                (false, _) => None,
+                (true, true) => r.get(5),
+                (true, false) => second_rows
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, row)| row.clone()),
+            };
+            Conflict {
+                table: table.table.display_name(),
+                key: r.get(0),
+                first_changed_at: r.get(1),
+                second_changed_at: r.get(2),
+                winner: decided.then(|| dbs[usize::from(second_wins)].to_string()),
+                loser_row,
+            }
+        })
+        .collect())
 }
 
-/// The second side's row of `key` as JSON, before the first side's overwrites it.
-async fn second_row(
+/// The second side's rows of `keys` as JSON, before the first side's overwrite them.
+async fn second_rows(
     tx: &Transaction<'_>,
     db: &str,
     table: &TablePlan,
-    key: &[String],
-) -> Result<Option<String>, DbError> {
+    keys: &[Vec<String>],
+) -> Result<Vec<(Vec<String>, String)>, DbError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = keys
+        .iter()
+        .map(|k| format!("({})", table.key_values(k)))
+        .collect();
     let sql = format!(
-        "select row_to_json(t)::text from {} t where ({}) = ({})",
-        table.table.qualified(),
-        table.key_list(),
-        table.key_values(key)
+        "select array[{text}], row_to_json(t)::text from {t} t where ({k}) in ({wanted})",
+        text = each_key(table, |c| format!("t.{c}::text")),
+        t = table.table.qualified(),
+        k = table.key_list(),
+        wanted = wanted.join(", "),
     );
     Ok(tx
-        .query_opt(&sql, &[])
+        .query(&sql, &[])
         .await
         .map_err(|e| {
             DbError::query(
                 db,
-                format!("read the losing row of {}", table.table.display_name()),
+                format!("read the losing rows of {}", table.table.display_name()),
                 e,
             )
         })?
-        .map(|r| r.get(0)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 fn each_key(table: &TablePlan, f: impl Fn(&str) -> String) -> String {
