@@ -101,16 +101,9 @@ async fn unknown_and_keyless_tables_are_reported() {
     );
     assert!(e.contains("table public.nope not found in database 'src'"), "{e}");
 
-    pair.owner(DST)
-        .await
-        .batch_execute("create table only_src (id int primary key)")
-        .await
-        .unwrap();
-    pair.owner(SRC)
-        .await
-        .batch_execute("create table gone (id int primary key)")
-        .await
-        .unwrap();
+    pair.as_owner(DST, "create table only_src (id int primary key)")
+        .await;
+    pair.as_owner(SRC, "create table gone (id int primary key)").await;
     let e = fail(
         &pair,
         &[
@@ -127,16 +120,9 @@ async fn unknown_and_keyless_tables_are_reported() {
         e.contains("public.gone exists in 'src' but not in 'dst'") && e.contains("pg_dump --schema-only"),
         "{e}"
     );
-    pair.owner(SRC)
-        .await
-        .batch_execute("drop table gone")
-        .await
-        .unwrap();
-    pair.owner(DST)
-        .await
-        .batch_execute("drop table only_src; alter table t add column extra int")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "drop table gone").await;
+    pair.as_owner(DST, "drop table only_src; alter table t add column extra int")
+        .await;
     let e = fail(
         &pair,
         &[
@@ -151,11 +137,7 @@ async fn unknown_and_keyless_tables_are_reported() {
     );
     assert!(e.contains("column extra exists only on the target"), "{e}");
     assert_untouched(&pair).await;
-    pair.owner(DST)
-        .await
-        .batch_execute("alter table t drop column extra")
-        .await
-        .unwrap();
+    pair.as_owner(DST, "alter table t drop column extra").await;
 
     let out = pair.beltctl(&[
         "add",

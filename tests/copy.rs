@@ -18,7 +18,7 @@ insert into child (parent_id, v) select 1 + i % 100, 'c' || i from generate_seri
 async fn seeded(extra_config: &str) -> Pair {
     let pair = Pair::with_config(SCHEMA, extra_config).await;
     pair.src().await.batch_execute(SEED).await.unwrap();
-    pair.owner(SRC).await.batch_execute("analyze").await.unwrap();
+    pair.as_owner(SRC, "analyze").await;
     pair
 }
 

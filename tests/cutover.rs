@@ -149,14 +149,11 @@ async fn a_table_nobody_replicates_stops_verify_and_cutover_unless_excluded() {
     pair.add_sync("t");
     let _daemon = pair.start_daemon();
     wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
-    pair.owner(SRC)
-        .await
-        .batch_execute("create table later (id int primary key)")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "create table later (id int primary key)")
+        .await;
     pair.src()
         .await
-        .batch_execute("insert into later values (1)")
+        .batch_execute("insert into later values (1); insert into t values (1, 'replicated')")
         .await
         .unwrap();
     pair.kick_wait();
@@ -178,4 +175,5 @@ async fn a_table_nobody_replicates_stops_verify_and_cutover_unless_excluded() {
     assert!(can_login(&pair, "app_user").await, "refused before the fence");
     let out = pair.beltctl(&["cutover", "app", "--timeout", "60s", "--exclude", "later"]);
     assert!(out.status.success(), "{}", text(&out));
+    crate::support::assert_same_admin(&pair, "t").await;
 }

@@ -91,7 +91,7 @@ async fn a_failing_sync_reports_its_error_and_the_others_go_on() {
         "u",
     ]);
     pair.beltctl_ok(&["setup", "other"]);
-    pair.owner(DST).await.batch_execute("drop table u").await.unwrap();
+    pair.as_owner(DST, "drop table u").await;
     let _daemon = pair.start_daemon();
 
     wait_for(30, "sync 'other' to fail", || async {

@@ -13,11 +13,7 @@ async fn a_column_added_on_one_side_stops_only_that_table_until_both_match() {
     pair.kick_wait();
 
     let src = pair.src().await;
-    pair.owner(SRC)
-        .await
-        .batch_execute("alter table t add column extra integer")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "alter table t add column extra integer").await;
     src.batch_execute("insert into t values (1, 'a', 5); insert into u values (1)")
         .await
         .unwrap();
@@ -32,11 +28,7 @@ async fn a_column_added_on_one_side_stops_only_that_table_until_both_match() {
     assert_eq!(count(&dst, "u").await, 1, "other tables go on");
     assert_eq!(count(&dst, "t").await, 0, "the drifted table waits");
 
-    pair.owner(DST)
-        .await
-        .batch_execute("alter table t add column extra integer")
-        .await
-        .unwrap();
+    pair.as_owner(DST, "alter table t add column extra integer").await;
     pair.kick_wait();
     assert_eq!(
         rows(&dst, "t").await,

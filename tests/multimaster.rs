@@ -468,11 +468,7 @@ async fn an_apply_role_without_replica_rights_is_refused_before_anything_is_writ
         ))
         .await
         .unwrap();
-    pair.owner(DST)
-        .await
-        .batch_execute("grant all on t to app")
-        .await
-        .unwrap();
+    pair.as_owner(DST, "grant all on t to app").await;
     pair.add_dbs_as("app", "app-secret");
     let out = pair.beltctl(&[
         "add",

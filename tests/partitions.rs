@@ -45,13 +45,7 @@ async fn writes_to_partitions_and_new_partitions_replicate_both_ways() {
 
     // A partition created during the sync (on both sides, as schema changes are).
     for db in [SRC, DST] {
-        pair.owner(db)
-            .await
-            .batch_execute(
-                "create table orders_2026_12 partition of orders for values from ('2026-12-01') to ('2027-01-01')",
-            )
-            .await
-            .unwrap();
+        pair.as_owner(db, "create table orders_2026_12 partition of orders for values from ('2026-12-01') to ('2027-01-01')").await;
     }
     src.batch_execute(
         "insert into orders_2026_12 select g, '2026-12-24', 'new partition' from generate_series(200, 209) g",
@@ -63,11 +57,8 @@ async fn writes_to_partitions_and_new_partitions_replicate_both_ways() {
     assert_eq!(crate::support::count(&dst, "orders_2026_12").await, 10);
 
     // A truncate of the partitioned table.
-    pair.owner(SRC)
-        .await
-        .batch_execute("grant truncate on all tables in schema public to app_user")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "grant truncate on all tables in schema public to app_user")
+        .await;
     src.batch_execute("truncate orders").await.unwrap();
     pair.kick_wait();
     src.batch_execute("insert into orders values (1, '2026-10-01', 'after truncate')")

@@ -11,14 +11,12 @@ async fn a_table_created_later_is_picked_up_copied_and_replicated() {
     let _daemon = pair.start_daemon();
     wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
 
-    pair.owner(SRC)
-        .await
-        .batch_execute(
-            "create table later (id serial primary key, v text, at timestamptz default now()); \
+    pair.as_owner(
+        SRC,
+        "create table later (id serial primary key, v text, at timestamptz default now()); \
              create index later_v on later (v)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let app = pair.src().await;
     app.batch_execute("insert into later (v) select 'row ' || g from generate_series(1, 5000) g")
         .await

@@ -58,11 +58,7 @@ async fn refused(c: &Client, sql: &str) -> String {
 async fn capture_needs_no_grant_gives_none_and_cannot_be_forged_or_hijacked() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
     // An application that truncates holds TRUNCATE, nothing more.
-    pair.owner(SRC)
-        .await
-        .batch_execute("grant truncate on t to app_user")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "grant truncate on t to app_user").await;
     let admin = pair.admin(SRC).await;
     let granted_before = privileges_of(&admin, "app_user").await;
     pair.add_sync("t");
@@ -256,7 +252,7 @@ async fn the_target_serves_the_same_roles_and_schema_after_cutover() {
         .batch_execute("create role reporting nologin")
         .await
         .unwrap();
-    pair.owner(SRC).await.batch_execute(REPORTING).await.unwrap();
+    pair.as_owner(SRC, REPORTING).await;
     let app = pair.src().await;
     app.batch_execute(
         "insert into accounts (owner_name, balance) select 'owner ' || g, g from generate_series(1, 200) g; \

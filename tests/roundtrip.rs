@@ -80,11 +80,7 @@ async fn every_value_and_name_survives() {
     assert_all_same(&pair).await;
 
     // An application that truncates holds TRUNCATE on the table, nothing more.
-    pair.owner(SRC)
-        .await
-        .batch_execute("grant truncate on child to app_user")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "grant truncate on child to app_user").await;
     src.batch_execute("truncate child; insert into child values (100, 1)")
         .await
         .unwrap();

@@ -48,15 +48,13 @@ async fn a_failing_table_stops_alone_and_resumes_when_fixed() {
     .await;
     // An INSERT rule on the target, enabled ALWAYS (so also for belt's replica-mode
     // session), makes belt's upsert fail for that table alone.
-    pair.owner(DST)
-        .await
-        .batch_execute(
-            "create table a_log (id int); \
+    pair.as_owner(
+        DST,
+        "create table a_log (id int); \
              create rule a_ruled_insert as on insert to a_ruled do also insert into a_log values (new.id); \
              alter table a_ruled enable always rule a_ruled_insert",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     pair.add_sync("all");
     let out = pair.beltctl(&["precheck", "app"]);
     let said = text(&out);
@@ -85,11 +83,7 @@ async fn a_failing_table_stops_alone_and_resumes_when_fixed() {
         "{status}"
     );
 
-    pair.owner(DST)
-        .await
-        .batch_execute("drop rule a_ruled_insert on a_ruled")
-        .await
-        .unwrap();
+    pair.as_owner(DST, "drop rule a_ruled_insert on a_ruled").await;
     pair.kick_wait();
     assert_same(&pair, "a_ruled").await;
     assert_same(&pair, "b_after").await;

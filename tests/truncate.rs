@@ -6,11 +6,7 @@ use crate::support::{assert_same, count, text, wait_for, Pair, DST, SRC};
 #[tokio::test]
 async fn truncate_then_insert_committed_during_a_round_keeps_its_rows() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
-    pair.owner(SRC)
-        .await
-        .batch_execute("grant truncate on t to app_user")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "grant truncate on t to app_user").await;
     pair.add_sync("t");
     let _daemon = pair.start_daemon();
     pair.kick_wait();
@@ -51,11 +47,7 @@ async fn truncate_then_insert_committed_during_a_round_keeps_its_rows() {
 #[tokio::test]
 async fn with_two_sources_a_later_write_survives_the_other_sides_truncate() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
-    pair.owner(SRC)
-        .await
-        .batch_execute("grant truncate on t to app_user")
-        .await
-        .unwrap();
+    pair.as_owner(SRC, "grant truncate on t to app_user").await;
     pair.add_sync_with("t", "src:source,dst:source");
     let mut daemon = pair.start_daemon();
     pair.kick_wait();

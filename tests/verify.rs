@@ -85,11 +85,11 @@ async fn a_standalone_sequence_is_carried_every_round_and_verified() {
         "{report}"
     );
 
-    pair.owner(crate::support::SRC)
-        .await
-        .batch_execute("create sequence only_here; select nextval('only_here')")
-        .await
-        .unwrap();
+    pair.as_owner(
+        crate::support::SRC,
+        "create sequence only_here; select nextval('only_here')",
+    )
+    .await;
     let out = pair.beltctl(&["verify", "app"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

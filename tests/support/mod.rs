@@ -164,6 +164,15 @@ impl Pair {
         self.server_of(dbname).owner_session(dbname).await.unwrap()
     }
 
+    /// Runs `sql` on `dbname` as the schema's owner (DDL, grants).
+    pub async fn as_owner(&self, dbname: &str, sql: &str) {
+        self.owner(dbname)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("as owner on {dbname}: {sql}: {e}"));
+    }
+
     /// A session on `dbname` as the superuser, for what only an administrator
     /// does: roles, belt's own tables, server settings.
     pub async fn admin(&self, dbname: &str) -> Client {
