@@ -1,4 +1,4 @@
--- belt change capture, version 6.
+-- belt change capture, version 7.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -18,11 +18,22 @@ create table if not exists belt.meta (
     version integer not null
 );
 
--- One row per TRUNCATE of a captured table; applied before a round's rows.
+-- One row per TRUNCATE of a captured table; applied before a round's rows. rel is
+-- the captured table; part, when set, the one partition of it that was truncated.
 create table if not exists belt.truncates (
     rel text not null,
     belt_txid bigint not null default txid_current(),
     belt_changed_at timestamptz not null default clock_timestamp()
+);
+alter table belt.truncates add column if not exists part text;
+
+-- The partitions of each captured partitioned table as belt last saw them here, and
+-- the table itself as a marker (part = root). ATTACH, DETACH and DROP fire no
+-- trigger: comparing with this list is how belt notices them.
+create table if not exists belt.partitions (
+    root text not null,
+    part text not null,
+    primary key (root, part)
 );
 
 -- Sequences belt set to draw every other value while two databases are sources
@@ -67,12 +78,122 @@ language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_root regclass := pg_partition_root(tg_relid);
 begin
-    insert into belt.truncates (rel) values (belt.rel_name(tg_table_schema, tg_table_name));
+    if v_root is null or v_root = tg_relid then
+        insert into belt.truncates (rel) values (belt.rel_name(tg_table_schema, tg_table_name));
+    else
+        -- One partition (a truncate of the whole table fires here too, for each
+        -- partition; the engine then applies the whole one).
+        insert into belt.truncates (rel, part)
+        select belt.rel_name(n.nspname, c.relname), belt.rel_name(tg_table_schema, tg_table_name)
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where c.oid = v_root;
+    end if;
     perform pg_notify('belt_kick', '');
     return null;
 end
 $$;
+
+-- Partitions (at any depth) of a partitioned table, as rel_name, with their bounds.
+create or replace function belt.partitions_of(p_root regclass)
+returns table (rel regclass, name text, parent text, bound text, leaf boolean)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select c.oid::regclass, belt.rel_name(n.nspname, c.relname), t.parentrelid::regclass::text,
+           pg_get_expr(c.relpartbound, c.oid), c.relkind <> 'p'
+      from pg_partition_tree(p_root) t
+      join pg_class c on c.oid = t.relid
+      join pg_namespace n on n.oid = c.relnamespace
+     where t.relid <> p_root
+$$;
+
+-- A truncate trigger on one partition: statement triggers are not cloned to
+-- partitions, and a TRUNCATE of a partition fires only its own.
+create or replace function belt.capture_partition_truncate(p_rel regclass) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if not exists (select 1 from pg_trigger where tgrelid = p_rel and tgname = 'belt_capture_truncate') then
+        execute format('create trigger belt_capture_truncate after truncate on %s '
+            'for each statement execute function belt.on_truncate()', p_rel);
+    end if;
+end
+$fn$;
+
+-- First sight of a partitioned table: its partitions are what the initial copy
+-- covers; record them and put the truncate trigger on each. Does nothing later.
+create or replace function belt.init_partitions(p_schema text, p_table text) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_root text := belt.rel_name(p_schema, p_table);
+    r record;
+begin
+    if exists (select 1 from belt.partitions where root = v_root) then
+        return;
+    end if;
+    insert into belt.partitions values (v_root, v_root);
+    for r in select * from belt.partitions_of(v_root::regclass) loop
+        perform belt.capture_partition_truncate(r.rel);
+        insert into belt.partitions values (v_root, r.name) on conflict do nothing;
+    end loop;
+end
+$fn$;
+
+-- What changed among the partitions of the given captured tables since the last
+-- call: a partition created or attached ('attached', with its bound) gets the
+-- truncate trigger and has every key it holds queued in the table's delta (its rows
+-- came without a trigger); one detached or dropped is reported as 'detached'.
+create or replace function belt.partition_changes(p_roots text[])
+returns table (root text, part text, parent text, change text, bound text)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_root text;
+    v_delta text;
+    v_keys text;
+    r record;
+begin
+    foreach v_root in array p_roots loop
+        continue when not exists (select 1 from belt.partitions p where p.root = v_root);
+        if to_regclass(v_root) is null then
+            continue;
+        end if;
+        select format('belt.%I', belt.delta_name(n.nspname, c.relname)) into v_delta
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where c.oid = v_root::regclass;
+        select string_agg(format('%I', a.attname), ', ' order by a.attnum) into v_keys
+          from pg_attribute a
+         where a.attrelid = v_delta::regclass and a.attnum > 0 and not a.attisdropped
+           and a.attname not in ('belt_txid', 'belt_changed_at');
+        for r in select * from belt.partitions_of(v_root::regclass) t
+                  where not exists (select 1 from belt.partitions p where p.root = v_root and p.part = t.name)
+        loop
+            perform belt.capture_partition_truncate(r.rel);
+            insert into belt.partitions values (v_root, r.name);
+            if r.leaf then
+                execute format('insert into %s (%s) select %s from %s', v_delta, v_keys, v_keys, r.rel);
+            end if;
+            root := v_root; part := r.name; parent := r.parent; change := 'attached'; bound := r.bound;
+            return next;
+        end loop;
+        for r in select p.part from belt.partitions p
+                  where p.root = v_root and p.part <> v_root
+                    and not exists (select 1 from belt.partitions_of(v_root::regclass) t where t.name = p.part)
+        loop
+            delete from belt.partitions p where p.root = v_root and p.part = r.part;
+            root := v_root; part := r.part; parent := null; change := 'detached'; bound := null;
+            return next;
+        end loop;
+    end loop;
+end
+$fn$;
 
 -- Drops every capture trigger belt may have put on a table (both modes).
 create or replace function belt.drop_capture_triggers(p_rel text) returns void
@@ -192,6 +313,9 @@ begin
        and (select array_agg(tgname::text order by tgname::text collate "C") from pg_trigger
              where tgrelid = v_rel::regclass and tgname like 'belt\_capture\_%') = v_triggers
     then
+        if v_notify <> '' then
+            perform belt.init_partitions(p_schema, p_table);
+        end if;
         return v_delta;
     end if;
 
@@ -242,6 +366,9 @@ begin
 
     execute format('create trigger belt_capture_truncate after truncate on %s '
         'for each statement execute function belt.on_truncate()', v_rel);
+    if v_notify <> '' then
+        perform belt.init_partitions(p_schema, p_table);
+    end if;
     return v_delta;
 end
 $fn$;
@@ -266,10 +393,15 @@ as $fn$
 declare
     v_rel text := format('%I.%I', p_schema, p_table);
     v_delta text := belt.delta_name(p_schema, p_table);
+    v_part regclass;
 begin
     if to_regclass(v_rel) is not null then
         perform belt.drop_capture_triggers(v_rel);
+        for v_part in select rel from belt.partitions_of(v_rel::regclass) loop
+            execute format('drop trigger if exists belt_capture_truncate on %s', v_part);
+        end loop;
     end if;
+    delete from belt.partitions where root = belt.rel_name(p_schema, p_table);
     execute format('drop function if exists belt.%I()', v_delta || '_fn');
     execute format('drop table if exists belt.%I', v_delta);
     delete from belt.truncates where rel = belt.rel_name(p_schema, p_table);
@@ -280,4 +412,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (6);
+insert into belt.meta (version) values (7);

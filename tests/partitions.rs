@@ -1,9 +1,9 @@
 //! Partitioned tables: a write reaches the other side whichever relation it names,
-//! the partitioned table or one of its partitions; rows move between partitions; a
-//! partition created during the sync is followed; a truncate of the partitioned
-//! table is applied.
+//! the partitioned table or one of its partitions; rows move between partitions;
+//! partitions created, attached, detached or truncated on one side during the sync
+//! are followed on the other, on the oldest and newest servers belt supports too.
 
-use crate::support::{assert_same, Pair, DST, SRC};
+use crate::support::{assert_same, count, postgres_bin, wait_for, Pair, DST, SRC};
 
 const SCHEMA: &str = "
 create table orders (id bigint not null, placed date not null, v text, primary key (id, placed))
@@ -67,4 +67,103 @@ async fn writes_to_partitions_and_new_partitions_replicate_both_ways() {
     pair.kick_wait();
     assert_same(&pair, "orders").await;
     assert_eq!(crate::support::count(&dst, "orders").await, 1);
+}
+
+/// What a partition-maintenance job does on one side only: truncate one partition,
+/// create next month's, attach a table loaded beforehand, detach an old one.
+async fn partition_maintenance_on_one_side_is_followed(pair: Pair) {
+    pair.add_sync_with("all", "src:source,dst:source");
+    let _daemon = pair.start_daemon();
+    wait_for(60, "setup", || async { pair.status()["state"] == "replicating" }).await;
+    let (src, dst) = (pair.src().await, pair.dst().await);
+    pair.as_owner(SRC, "grant truncate on all tables in schema public to app_user")
+        .await;
+    src.batch_execute(
+        "insert into orders select g, '2026-10-15', 'october' from generate_series(1, 10) g; \
+         insert into orders select g, '2026-11-15', 'november' from generate_series(11, 20) g",
+    )
+    .await
+    .unwrap();
+    pair.kick_wait();
+    assert_same(&pair, "orders").await;
+
+    // One partition truncated: only its rows go, on both sides.
+    src.batch_execute("truncate orders_2026_10").await.unwrap();
+    wait_for(30, "the truncate of one partition on the other side", || async {
+        pair.kick_wait();
+        count(&dst, "orders_2026_10").await == 0
+    })
+    .await;
+    assert_eq!(count(&dst, "orders_2026_11").await, 10);
+
+    // Next month's partition, created on the source only, and written to at once.
+    pair.as_owner(
+        SRC,
+        "create table orders_2026_12 partition of orders for values from ('2026-12-01') to ('2027-01-01')",
+    )
+    .await;
+    src.batch_execute("insert into orders select g, '2026-12-24', 'december' from generate_series(21, 30) g")
+        .await
+        .unwrap();
+    // A table loaded first, then attached: its rows fire no trigger.
+    pair.as_owner(
+        SRC,
+        "create table orders_2027_01 (like orders including all); \
+         insert into orders_2027_01 select g, '2027-01-05', 'bulk' from generate_series(31, 40) g; \
+         alter table orders attach partition orders_2027_01 for values from ('2027-01-01') to ('2027-02-01')",
+    )
+    .await;
+    wait_for(
+        60,
+        "the new partitions and their rows on the other side",
+        || async {
+            pair.kick_wait();
+            count(&dst, "orders").await == 30
+        },
+    )
+    .await;
+    assert_same(&pair, "orders").await;
+
+    // An old partition detached on the source: its rows leave the table on both
+    // sides and stay, replicated, in a table of their own.
+    pair.as_owner(SRC, "alter table orders detach partition orders_2026_11")
+        .await;
+    wait_for(60, "the detach on the other side", || async {
+        pair.kick_wait();
+        count(&dst, "orders").await == 20
+    })
+    .await;
+    dst.batch_execute("insert into orders values (41, '2027-01-31', 'from dst')")
+        .await
+        .unwrap();
+    pair.kick_wait();
+    assert_same(&pair, "orders").await;
+    assert_eq!(count(&dst, "orders_2026_11").await, 10);
+    wait_for(
+        60,
+        "verify to pass with the detached table replicated",
+        || async {
+            pair.kick_wait();
+            pair.beltctl(&["verify", "app"]).status.success()
+        },
+    )
+    .await;
+    assert_same(&pair, "orders_2026_11").await;
+}
+
+#[tokio::test]
+async fn partition_maintenance_on_one_side_is_followed_pg15() {
+    partition_maintenance_on_one_side_is_followed(Pair::new(SCHEMA).await).await;
+}
+
+#[tokio::test]
+async fn partition_maintenance_on_one_side_is_followed_pg12() {
+    let pair = Pair::two_servers_of(&postgres_bin(12), SCHEMA).await;
+    partition_maintenance_on_one_side_is_followed(pair).await;
+}
+
+#[tokio::test]
+async fn partition_maintenance_on_one_side_is_followed_pg17() {
+    let pair = Pair::two_servers_of(&postgres_bin(17), SCHEMA).await;
+    partition_maintenance_on_one_side_is_followed(pair).await;
 }

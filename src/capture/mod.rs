@@ -19,7 +19,7 @@ use crate::pg::DbError;
 const CAPTURE_SQL: &str = include_str!("../../sql/capture.sql");
 
 /// Version of `sql/capture.sql`; a database with an older one is upgraded on install.
-pub const CAPTURE_VERSION: i32 = 6;
+pub const CAPTURE_VERSION: i32 = 7;
 
 /// The NOTIFY channel the triggers signal once per statement.
 pub const KICK_CHANNEL: &str = "belt_kick";

@@ -8,6 +8,7 @@
 
 mod copy_job;
 mod notify;
+mod partitions;
 mod pickup;
 pub mod session;
 mod setup;

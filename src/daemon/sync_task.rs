@@ -7,9 +7,9 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{info, warn};
 
-use super::pickup;
 use super::session::Session;
 use super::setup::Setup;
+use super::{partitions, pickup};
 use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
 use crate::config::Config;
 use crate::engine::clock::offset_ms;
@@ -24,7 +24,7 @@ use crate::pg::{within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often a sync added with `--tables all` looks for tables created since.
+/// How often a sync looks for partitions, and with `--tables all` tables, created since.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause after a notification, so a burst of statements makes one round.
 const COALESCE: Duration = Duration::from_millis(20);
@@ -145,18 +145,21 @@ impl SyncTask {
         let first = crate::catalog::first_source(loaded.sources);
         let mut next_pickup = Instant::now();
         loop {
-            if let Some(schema) = def
-                .tables_all
-                .as_deref()
-                .filter(|_| Instant::now() >= next_pickup)
-            {
+            if Instant::now() >= next_pickup {
                 next_pickup = Instant::now() + PICKUP_INTERVAL;
-                let pick = pickup::pick_up(&self.catalog, name, &mut session, &loaded.specs, first, schema);
-                let picked = within(stall, &both, "picking up new tables", pick)
+                let follow = partitions::follow(name, &mut session);
+                within(stall, &both, "following partitions", follow)
                     .await
                     .map_err(|e| (render(&e), e.is_transient()))?;
-                if picked > 0 {
-                    return Ok(()); // reconnect: the new tables join the rounds
+                if let Some(schema) = def.tables_all.as_deref() {
+                    let pick =
+                        pickup::pick_up(&self.catalog, name, &mut session, &loaded.specs, first, schema);
+                    let picked = within(stall, &both, "picking up new tables", pick)
+                        .await
+                        .map_err(|e| (render(&e), e.is_transient()))?;
+                    if picked > 0 {
+                        return Ok(()); // reconnect: the new tables join the rounds
+                    }
                 }
             }
             let kick = self.def.borrow().kick_seq;

@@ -3,6 +3,11 @@
 //! so that foreign keys between them do not block it. The receiving session is in
 //! replica mode, so the truncate is not captured there again.
 //!
+//! A truncate of one partition of a captured partitioned table names the table in
+//! `rel` and the partition in `part`; the same partition is truncated on the other
+//! side (the partition follower keeps both sides' partitions alike). A truncate of
+//! the whole table in the same batch supersedes its partitions' ones.
+//!
 //! With two sources a truncate takes part in latest-wins (rule 4): it deletes every
 //! row as of its time. A row the receiving side wrote later (its delta is newer than
 //! the truncate) stays, and the round then sends it to the side that truncated; the
@@ -30,27 +35,31 @@ pub async fn apply_truncates(
         .await
         .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
     let filter = format!("{batch} and rel = any($1)");
-    let latest: Vec<(String, String)> = stx
+    // (table, partition or the table itself, time of the latest truncate)
+    let latest: Vec<(String, String, String)> = stx
         .query(
             &format!(
-                "select rel, max(belt_changed_at)::text from belt.truncates where {filter} group by rel order by 1"
+                "select rel, coalesce(part, rel), max(belt_changed_at)::text from belt.truncates t \
+                 where {filter} and (part is null or not exists (select 1 from belt.truncates w \
+                   where w.rel = t.rel and w.part is null and {filter})) \
+                 group by rel, part order by 1, 2"
             ),
             &[&rels],
         )
         .await
         .map_err(|e| DbError::query(&from.db, "read truncates", e))?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     if latest.is_empty() {
         return Ok(0);
     }
     let mut found = Vec::new();
-    for (rel, at) in &latest {
+    for (rel, target, at) in &latest {
         let plan = tables.iter().find(|t| &t.table.qualified() == rel);
         match plan {
-            Some(plan) if to.source && keep_later_writes(to, plan, at).await? => {}
-            _ => found.push(rel.clone()),
+            Some(plan) if to.source && keep_later_writes(to, plan, target, at).await? => {}
+            _ => found.push(target.clone()),
         }
     }
     if !found.is_empty() {
@@ -87,9 +96,10 @@ async fn truncate(to: &Side, rels: &[String]) -> Result<(), DbError> {
 }
 
 /// When `to` (a source itself) changed rows of `plan`'s table after the truncate at
-/// `at`, deletes the other rows by key and returns true: those later writes survive.
+/// `at`, deletes the other rows of `target` (the table or one partition) by key and
+/// returns true: those later writes survive.
 /// Returns false (truncate as usual) when it has none.
-async fn keep_later_writes(to: &Side, plan: &TablePlan, at: &str) -> Result<bool, DbError> {
+async fn keep_later_writes(to: &Side, plan: &TablePlan, target: &str, at: &str) -> Result<bool, DbError> {
     let delta = plan.delta_sql();
     let later: bool = to
         .client
@@ -103,7 +113,7 @@ async fn keep_later_writes(to: &Side, plan: &TablePlan, at: &str) -> Result<bool
     if !later {
         return Ok(false);
     }
-    let t = plan.table.qualified();
+    let t = target;
     to.client
         .execute(
             &format!(
