@@ -1,4 +1,4 @@
--- belt change capture, version 7.
+-- belt change capture, version 8.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -171,7 +171,7 @@ begin
         select string_agg(format('%I', a.attname), ', ' order by a.attnum) into v_keys
           from pg_attribute a
          where a.attrelid = v_delta::regclass and a.attnum > 0 and not a.attisdropped
-           and a.attname not in ('belt_txid', 'belt_changed_at');
+           and a.attname not in ('belt_txid', 'belt_changed_at', 'belt_op');
         for r in select * from belt.partitions_of(v_root::regclass) t
                   where not exists (select 1 from belt.partitions p where p.root = v_root and p.part = t.name)
         loop
@@ -272,12 +272,12 @@ begin
         v_body := format($body$
             begin
                 if tg_op = 'INSERT' then
-                    insert into belt.%1$I (%2$s) select %2$s from belt_new;
+                    insert into belt.%1$I (%2$s, belt_op) select %2$s, 'i' from belt_new;
                 elsif tg_op = 'UPDATE' then
-                    insert into belt.%1$I (%2$s)
-                        select %2$s from belt_new union select %2$s from belt_old;
+                    insert into belt.%1$I (%2$s, belt_op)
+                        select %2$s, 'u' from belt_new union select %2$s, 'u' from belt_old;
                 else
-                    insert into belt.%1$I (%2$s) select %2$s from belt_old;
+                    insert into belt.%1$I (%2$s, belt_op) select %2$s, 'd' from belt_old;
                 end if;
                 perform pg_notify('belt_kick', '');
                 return null;
@@ -288,13 +288,13 @@ begin
         v_body := format($body$
             begin
                 if tg_op = 'INSERT' then
-                    insert into belt.%1$I (%2$s) values (%3$s);
+                    insert into belt.%1$I (%2$s, belt_op) values (%3$s, 'i');
                 elsif tg_op = 'DELETE' then
-                    insert into belt.%1$I (%2$s) values (%4$s);
+                    insert into belt.%1$I (%2$s, belt_op) values (%4$s, 'd');
                 else
-                    insert into belt.%1$I (%2$s) values (%3$s);
+                    insert into belt.%1$I (%2$s, belt_op) values (%3$s, 'u');
                     if %5$s then
-                        insert into belt.%1$I (%2$s) values (%4$s);
+                        insert into belt.%1$I (%2$s, belt_op) values (%4$s, 'u');
                     end if;
                 end if;
                 %6$s
@@ -328,8 +328,9 @@ begin
     execute format(
         'create table if not exists belt.%I (%s, '
         'belt_txid bigint not null default txid_current(), '
-        'belt_changed_at timestamptz not null default clock_timestamp())',
+        'belt_changed_at timestamptz not null default clock_timestamp(), belt_op "char")',
         v_delta, v_coldefs);
+    execute format('alter table belt.%I add column if not exists belt_op "char"', v_delta);
     execute format('create index if not exists %I on belt.%I (%s)',
         v_delta || '_key', v_delta, v_cols);
 
@@ -412,4 +413,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (7);
+insert into belt.meta (version) values (8);

@@ -2,7 +2,7 @@
 //! every conflict shape resolved per key with the expected winner.
 
 use belt::daemon::session::Session;
-use belt::engine::{run_round, Conflict, RoundOptions, RoundResult, Snapshot, Strategy};
+use belt::engine::{run_round, Conflict, ConflictKind, RoundOptions, RoundResult, Snapshot, Strategy};
 use belt::pg::deadline::DEFAULT_STALL_TIMEOUT;
 use belt::pg::introspect::TableName;
 use tokio_postgres::Client;
@@ -174,6 +174,7 @@ async fn update_update_goes_to_the_later_write() {
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].key, "1");
     assert_eq!(conflicts[0].winner.as_deref(), Some("b"));
+    assert_eq!(conflicts[0].kind, ConflictKind::UpdateUpdate);
     assert!(conflicts[0].first_changed_at < conflicts[0].second_changed_at);
 }
 
@@ -188,6 +189,7 @@ async fn update_then_later_delete_deletes() {
     assert_eq!(value(&both.a, 1).await, None);
     assert_same(&both.pair, "t").await;
     assert_eq!(conflicts[0].winner.as_deref(), Some("b"));
+    assert_eq!(conflicts[0].kind, ConflictKind::UpdateDelete);
 }
 
 #[tokio::test]
@@ -213,6 +215,7 @@ async fn delete_delete_leaves_it_deleted() {
     assert_eq!(count(&both.a, "t").await, 1);
     assert_same(&both.pair, "t").await;
     assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].kind, ConflictKind::DeleteDelete);
 }
 
 #[tokio::test]
@@ -228,6 +231,11 @@ async fn insert_insert_goes_to_the_later_write() {
     assert_eq!(
         conflicts[0].key, "5",
         "an insert/insert collision is recorded, never silent"
+    );
+    assert_eq!(
+        conflicts[0].kind,
+        ConflictKind::InsertInsert,
+        "two inserts of one key are their own kind, not an edit of one row"
     );
     assert_eq!(
         conflicts[0].loser_row.as_deref(),

@@ -103,6 +103,7 @@ async fn conflicts_are_on_record_and_roles_change_without_a_copy() {
         serde_json::from_str(&pair.beltctl_ok(&["conflicts", "app", "--json"])).unwrap();
     assert_eq!(conflicts[0]["key"], "1", "{conflicts}");
     assert_eq!(conflicts[0]["winner"], "dst", "{conflicts}");
+    assert_eq!(conflicts[0]["kind"], "update/update", "{conflicts}");
     assert_eq!(
         conflicts[0]["loser_row"], r#"{"id":1,"v":"src"}"#,
         "the losing write is on record: {conflicts}"

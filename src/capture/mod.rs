@@ -4,8 +4,9 @@
 //! in schema `belt`, comes from the versioned script `sql/capture.sql`, pins its
 //! `search_path`, quotes every identifier, and installs and uninstalls idempotently.
 //!
-//! A delta row holds only the key of a changed row, the writing transaction's txid
-//! and `clock_timestamp()`: the engine fetches the row's current state itself (rule 2)
+//! A delta row holds only the key of a changed row, the writing transaction's txid,
+//! `clock_timestamp()` and the operation (`i`, `u`, `d`; read only to name the kind
+//! of a conflict): the engine fetches the row's current state itself (rule 2)
 //! and uses the txid to cut batches by snapshot (rule 1). Statement-level triggers
 //! with transition tables are the default (one INSERT … SELECT and one `pg_notify`
 //! per statement); the row-level variant stays in the script for the benchmark that
@@ -19,7 +20,7 @@ use crate::pg::DbError;
 const CAPTURE_SQL: &str = include_str!("../../sql/capture.sql");
 
 /// Version of `sql/capture.sql`; a database with an older one is upgraded on install.
-pub const CAPTURE_VERSION: i32 = 7;
+pub const CAPTURE_VERSION: i32 = 8;
 
 /// The NOTIFY channel the triggers signal once per statement.
 pub const KICK_CHANNEL: &str = "belt_kick";

@@ -137,6 +137,9 @@ pub struct ConflictRecord {
     /// The losing side's row as it was before it was overwritten (JSON; `None` when
     /// it had been deleted, or nothing was overwritten).
     pub loser_row: Option<String>,
+    /// `insert/insert`, `update/update`, `update/delete` or `delete/delete`; `None` for
+    /// conflicts recorded before catalog version 6.
+    pub kind: Option<String>,
 }
 
 /// A parked key as stored in the catalog.

@@ -29,8 +29,8 @@ impl Catalog {
         for c in conflicts {
             tx.execute(
                 "insert into conflicts (sync, table_name, key, strategy, first_db, first_changed_at, \
-                 second_db, second_changed_at, winner, loser_row) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 second_db, second_changed_at, winner, loser_row, kind) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     sync,
                     c.table,
@@ -41,7 +41,8 @@ impl Catalog {
                     dbs[1],
                     c.second_changed_at,
                     c.winner,
-                    c.loser_row
+                    c.loser_row,
+                    c.kind.as_str()
                 ],
             )
             .map_err(err("record conflict"))?;
@@ -61,7 +62,7 @@ impl Catalog {
             .conn
             .prepare(
                 "select recorded_at, table_name, key, strategy, first_db, first_changed_at, second_db, \
-                 second_changed_at, winner, loser_row from conflicts where sync = ?1 order by id desc limit ?2",
+                 second_changed_at, winner, loser_row, kind from conflicts where sync = ?1 order by id desc limit ?2",
             )
             .map_err(self.err("list conflicts"))?;
         let rows = stmt
@@ -77,6 +78,7 @@ impl Catalog {
                     second_changed_at: r.get(7)?,
                     winner: r.get(8)?,
                     loser_row: r.get(9)?,
+                    kind: r.get(10)?,
                 })
             })
             .map_err(self.err("list conflicts"))?;

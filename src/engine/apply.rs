@@ -21,7 +21,7 @@
 
 use tokio_postgres::{IsolationLevel, Transaction};
 
-use super::conflict::{Conflict, Strategy};
+use super::conflict::{Conflict, ConflictKind, Strategy};
 use super::pipe::{pipe, CopyEnd};
 use super::plan::TablePlan;
 use super::{EngineError, Side};
@@ -421,20 +421,18 @@ async fn conflicts(
     strategy: Strategy,
 ) -> Result<Vec<Conflict>, DbError> {
     let tx = txs[0];
-    // The first side's own row comes along: it is the losing one when the second wins.
+    // The first side's own row and first operation on the key come along.
     let sql = format!(
         "select concat_ws(',', {keys}), s.belt_changed_at::text, p.belt_changed_at::text, {wins}, \
-                array[{key_array}], (select row_to_json(t)::text from {t} t where {own}) \
+                array[{keys}], {side} \
          from ({summary}) s join {peer} p on {join} order by {order}",
         keys = each_key(table, |c| format!("s.{c}::text")),
-        key_array = each_key(table, |c| format!("s.{c}::text")),
         order = each_key(table, |c| format!("s.{c}")),
         wins = strategy.peer_wins_sql(true),
         summary = summary_sql(table, range),
         peer = table.temp_table('p'),
         join = table.key_join("p", "s"),
-        t = table.table.qualified(),
-        own = table.key_join("t", "s"),
+        side = row_and_first_op(table, "s"),
     );
     let rows = tx.query(&sql, &[]).await.map_err(|e| {
         DbError::query(
@@ -444,29 +442,34 @@ async fn conflicts(
         )
     })?;
     let decided = !matches!(strategy, Strategy::Skip | Strategy::Abort);
-    // The second side's rows that lose, read in one query.
-    let second_losers: Vec<Vec<String>> = rows
-        .iter()
-        .filter(|r| decided && !r.get::<_, bool>(3))
-        .map(|r| r.get(4))
-        .collect();
-    let second_rows = second_rows(txs[1], dbs[1], table, &second_losers).await?;
+    let keys: Vec<Vec<String>> = rows.iter().map(|r| r.get(4)).collect();
+    let second = second_side(txs[1], dbs[1], table, &keys).await?;
     Ok(rows
         .iter()
-        .map(|r| {
+        .zip(keys)
+        .map(|(r, key)| {
             let second_wins: bool = r.get(3);
-            let key: Vec<String> = r.get(4);
+            let first_row: Option<String> = r.get(5);
+            let first_op: Option<String> = r.get(6);
+            let (second_row, second_op) = second
+                .iter()
+                .find(|(k, ..)| *k == key)
+                .map(|(_, row, op)| (row.clone(), op.clone()))
+                .unwrap_or_default();
+            let op = |o: &Option<String>| o.as_deref().and_then(|o| o.chars().next());
+            let kind = ConflictKind::of(
+                [op(&first_op), op(&second_op)],
+                [first_row.is_some(), second_row.is_some()],
+            );
             let loser_row = match (decided, second_wins) {
                 (false, _) => None,
-                (true, true) => r.get(5),
-                (true, false) => second_rows
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, row)| row.clone()),
+                (true, true) => first_row,
+                (true, false) => second_row,
             };
             Conflict {
                 table: table.table.display_name(),
                 key: r.get(0),
+                kind,
                 first_changed_at: r.get(1),
                 second_changed_at: r.get(2),
                 winner: decided.then(|| dbs[usize::from(second_wins)].to_string()),
@@ -476,13 +479,27 @@ async fn conflicts(
         .collect())
 }
 
-/// The second side's rows of `keys` as JSON, before the first side's overwrite them.
-async fn second_rows(
+/// Two columns for the key in alias `k`: the row as JSON (NULL when there is none)
+/// and the first captured operation on the key still pending in the delta table.
+fn row_and_first_op(table: &TablePlan, k: &str) -> String {
+    format!(
+        "(select row_to_json(t)::text from {t} t where {own}), \
+         (select d.belt_op::text from {delta} d where {in_delta} order by d.belt_changed_at, d.belt_txid limit 1)",
+        t = table.table.qualified(),
+        own = table.key_join("t", k),
+        delta = table.delta_sql(),
+        in_delta = table.key_join("d", k),
+    )
+}
+
+/// The second side's row (JSON) and first pending operation for each of `keys`,
+/// read before the first side's rows overwrite them.
+async fn second_side(
     tx: &Transaction<'_>,
     db: &str,
     table: &TablePlan,
     keys: &[Vec<String>],
-) -> Result<Vec<(Vec<String>, String)>, DbError> {
+) -> Result<Vec<(Vec<String>, Option<String>, Option<String>)>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -491,11 +508,11 @@ async fn second_rows(
         .map(|k| format!("({})", table.key_values(k)))
         .collect();
     let sql = format!(
-        "select array[{text}], row_to_json(t)::text from {t} t where ({k}) in ({wanted})",
-        text = each_key(table, |c| format!("t.{c}::text")),
-        t = table.table.qualified(),
-        k = table.key_list(),
+        "select array[{text}], {side} from (values {wanted}) w({cols})",
+        text = each_key(table, |c| format!("w.{c}::text")),
+        side = row_and_first_op(table, "w"),
         wanted = wanted.join(", "),
+        cols = table.key_list(),
     );
     Ok(tx
         .query(&sql, &[])
@@ -503,12 +520,15 @@ async fn second_rows(
         .map_err(|e| {
             DbError::query(
                 db,
-                format!("read the losing rows of {}", table.table.display_name()),
+                format!(
+                    "read the other side of the conflicts of {}",
+                    table.table.display_name()
+                ),
                 e,
             )
         })?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
 }
 

@@ -80,6 +80,47 @@ impl FromStr for Strategy {
     }
 }
 
+/// What the two sides did to a key they both changed, as far as belt can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConflictKind {
+    /// Both sides inserted the key: an application that chooses its own keys (or two
+    /// sequences handing out one value) made two different rows.
+    #[serde(rename = "insert/insert")]
+    InsertInsert,
+    /// Both sides hold a row for the key and at least one of them updated it.
+    #[serde(rename = "update/update")]
+    UpdateUpdate,
+    /// One side deleted the row, the other changed it.
+    #[serde(rename = "update/delete")]
+    UpdateDelete,
+    /// Both sides deleted it.
+    #[serde(rename = "delete/delete")]
+    DeleteDelete,
+}
+
+impl ConflictKind {
+    /// Classifies by each side's first captured operation on the key (`i`, `u`, `d`)
+    /// and whether each side still holds a row.
+    pub fn of(first_ops: [Option<char>; 2], rows: [bool; 2]) -> ConflictKind {
+        match (first_ops, rows) {
+            (_, [false, false]) => ConflictKind::DeleteDelete,
+            (_, [true, false] | [false, true]) => ConflictKind::UpdateDelete,
+            ([Some('i'), Some('i')], _) => ConflictKind::InsertInsert,
+            _ => ConflictKind::UpdateUpdate,
+        }
+    }
+
+    /// The name stored in the catalog and shown by `beltctl conflicts`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::InsertInsert => "insert/insert",
+            ConflictKind::UpdateUpdate => "update/update",
+            ConflictKind::UpdateDelete => "update/delete",
+            ConflictKind::DeleteDelete => "delete/delete",
+        }
+    }
+}
+
 /// One key changed on both databases, and how it was decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
@@ -87,6 +128,7 @@ pub struct Conflict {
     pub table: String,
     /// The key's columns as text, comma-separated.
     pub key: String,
+    pub kind: ConflictKind,
     /// Newest change of the key on the first and on the second database.
     pub first_changed_at: String,
     pub second_changed_at: String,
@@ -99,7 +141,29 @@ pub struct Conflict {
 
 #[cfg(test)]
 mod tests {
-    use super::Strategy;
+    use super::{ConflictKind, Strategy};
+
+    #[test]
+    fn kinds() {
+        let i = Some('i');
+        assert_eq!(ConflictKind::of([i, i], [true, true]), ConflictKind::InsertInsert);
+        assert_eq!(
+            ConflictKind::of([i, Some('u')], [true, true]),
+            ConflictKind::UpdateUpdate
+        );
+        assert_eq!(
+            ConflictKind::of([None, i], [true, true]),
+            ConflictKind::UpdateUpdate
+        );
+        assert_eq!(
+            ConflictKind::of([i, i], [true, false]),
+            ConflictKind::UpdateDelete
+        );
+        assert_eq!(
+            ConflictKind::of([Some('d'), Some('d')], [false, false]),
+            ConflictKind::DeleteDelete
+        );
+    }
 
     #[test]
     fn names_round_trip() {

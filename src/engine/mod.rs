@@ -15,7 +15,7 @@ pub mod sequences;
 pub mod snapshot;
 mod truncate;
 
-pub use conflict::{Conflict, Strategy};
+pub use conflict::{Conflict, ConflictKind, Strategy};
 pub use plan::TablePlan;
 pub use round::{run_round, RoundOptions, RoundResult, DEFAULT_CHUNK_KEYS};
 pub use snapshot::Snapshot;
