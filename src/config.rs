@@ -48,6 +48,10 @@ pub struct Config {
     /// Keys applied per chunk of a round.
     #[serde(default = "default_chunk_keys")]
     pub chunk_keys: i64,
+    /// Bytes of rows per chunk of a round, by each table's estimated row size: tables
+    /// of wide rows get chunks of fewer keys.
+    #[serde(default = "default_chunk_bytes")]
+    pub chunk_bytes: i64,
     /// Clock offset between a sync's databases above which each round warns, in ms.
     #[serde(default = "default_max_clock_offset_ms")]
     pub max_clock_offset_ms: f64,
@@ -128,6 +132,10 @@ fn default_chunk_keys() -> i64 {
     crate::engine::DEFAULT_CHUNK_KEYS
 }
 
+fn default_chunk_bytes() -> i64 {
+    crate::engine::DEFAULT_CHUNK_BYTES
+}
+
 impl Default for Config {
     fn default() -> Self {
         serde_yaml::from_str("{}").expect("defaults parse")
@@ -178,6 +186,9 @@ impl Config {
         }
         if self.chunk_keys < 1 {
             return Err(invalid("chunk_keys", "must be at least 1"));
+        }
+        if self.chunk_bytes < 1 << 20 {
+            return Err(invalid("chunk_bytes", "must be at least 1048576 (1 MiB)"));
         }
         if self.setup_jobs < 1 {
             return Err(invalid("setup_jobs", "must be at least 1"));

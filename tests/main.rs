@@ -31,3 +31,4 @@ mod table_errors;
 mod tls;
 mod truncate;
 mod verify;
+mod wide_rows;

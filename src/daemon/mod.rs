@@ -196,6 +196,7 @@ async fn reconcile(
             stop: stop_rx,
             config: config.clone(),
             progressed: false,
+            stall_caps: Default::default(),
             setups: setups.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));

@@ -128,10 +128,11 @@ impl Session {
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
         }
-        let plans = captured
+        let mut plans: Vec<TablePlan> = captured
             .iter()
             .map(|c| TablePlan::new(&c.table, &c.delta))
             .collect();
+        crate::engine::width::estimate(&sides[first].client, &sides[first].db, &mut plans).await?;
         let sequences = shared_sequences(&sides[first], &sides[1 - first]).await?;
         let pair = [
             (&sides[0].client, sides[0].db.as_str()),

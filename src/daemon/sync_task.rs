@@ -41,6 +41,9 @@ pub struct SyncTask {
     pub config: Config,
     /// Set once a round succeeds, so the next failure starts its backoff afresh.
     pub progressed: bool,
+    /// Tables whose chunk stalled, with the most keys their chunks may hold now; kept
+    /// across reconnects, relaxed (doubled) after each round that succeeds.
+    pub stall_caps: std::collections::HashMap<String, i64>,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -54,6 +57,19 @@ struct Loaded {
 }
 
 impl SyncTask {
+    /// After a round that went through, lets the tables cut after a stall take twice
+    /// as many keys per chunk, up to `chunk_keys`.
+    fn relax_stall_caps(&mut self, plans: &mut [TablePlan]) {
+        let full = self.config.chunk_keys;
+        self.stall_caps.retain(|_, cap| {
+            *cap = cap.saturating_mul(2);
+            *cap < full
+        });
+        for plan in plans {
+            plan.stall_cap = self.stall_caps.get(&plan.table.display_name()).copied();
+        }
+    }
+
     /// Runs until stopped. Errors are reported in the catalog, never returned.
     pub async fn run(mut self) {
         let name = self.def.borrow().name.clone();
@@ -96,6 +112,7 @@ impl SyncTask {
             .map_err(|e: BadStrategy| (e.to_string(), false))?;
         let opts = RoundOptions {
             chunk_keys: self.config.chunk_keys,
+            chunk_bytes: self.config.chunk_bytes,
             strategy,
             stall: self.config.stall_timeout(),
         };
@@ -133,6 +150,9 @@ impl SyncTask {
             .await
             .map_err(|e| (render(&e), e.is_transient()))?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
+        for plan in &mut session.plans {
+            plan.stall_cap = self.stall_caps.get(&plan.table.display_name()).copied();
+        }
         if copy != "done" && !setup.after_connect(&copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
         }
@@ -193,8 +213,20 @@ impl SyncTask {
                     self.record_conflicts(name, &session, strategy, conflicts).await;
                     return Err((error, false));
                 }
+                Err(EngineError::ChunkStalled { table, keys, error }) => {
+                    let message = render(&EngineError::ChunkStalled {
+                        table: table.clone(),
+                        keys,
+                        error,
+                    });
+                    warn!(sync = %name, %table, keys, "chunk stalled: cut for the retry");
+                    self.stall_caps.insert(table, (keys / 8).max(1));
+                    self.progressed = true; // a smaller chunk is a new try, not the same one
+                    return Err((message, true));
+                }
                 Err(e) => return Err((render(&e), e.is_transient())),
             };
+            self.relax_stall_caps(&mut session.plans);
             let conflicts = result.conflicts.len();
             if conflicts > 0 {
                 self.record_conflicts(name, &session, strategy, result.conflicts.clone())

@@ -14,10 +14,11 @@ pub mod round;
 pub mod sequences;
 pub mod snapshot;
 mod truncate;
+pub mod width;
 
 pub use conflict::{Conflict, ConflictKind, Strategy};
 pub use plan::TablePlan;
-pub use round::{run_round, RoundOptions, RoundResult, DEFAULT_CHUNK_KEYS};
+pub use round::{run_round, RoundOptions, RoundResult, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_KEYS};
 pub use snapshot::Snapshot;
 
 use tokio_postgres::Client;
@@ -44,6 +45,15 @@ pub enum EngineError {
     /// A conflict under the `abort` strategy.
     #[error("conflict on {} key ({}) under strategy abort: the sync stopped; resolve it by hand (beltctl conflicts), then change --conflict or resume", .conflicts[0].table, .conflicts[0].key)]
     ConflictAbort { conflicts: Vec<Conflict> },
+    /// A chunk of `table` took longer than the stall limit; the retry sends fewer keys.
+    #[error(
+        "{error} (a chunk of up to {keys} keys of {table}; the next try sends at most an eighth as many)"
+    )]
+    ChunkStalled {
+        table: String,
+        keys: i64,
+        error: DbError,
+    },
 }
 
 impl EngineError {
@@ -51,6 +61,7 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Db(e) => e.is_transient(),
+            EngineError::ChunkStalled { .. } => true,
             EngineError::SourceMoved { .. } | EngineError::ConflictAbort { .. } => false,
         }
     }

@@ -18,6 +18,11 @@ pub struct TablePlan {
     pub write_cols: Vec<String>,
     /// Whether an identity column needs `OVERRIDING SYSTEM VALUE`.
     pub identity: bool,
+    /// Estimated bytes of one row (0: unknown), so that a chunk of wide rows is cut
+    /// by `chunk_bytes` as well as by `chunk_keys`.
+    pub row_bytes: i64,
+    /// At most this many keys per chunk after a chunk of this table stalled.
+    pub stall_cap: Option<i64>,
 }
 
 impl TablePlan {
@@ -51,7 +56,19 @@ impl TablePlan {
             write_cols,
             identity,
             table,
+            row_bytes: 0,
+            stall_cap: None,
         }
+    }
+
+    /// The most keys one chunk of this table may hold: `chunk_keys`, fewer when its
+    /// rows are so wide that they would pass `chunk_bytes`, or after a stall.
+    pub fn max_chunk_keys(&self, chunk_keys: i64, chunk_bytes: i64) -> i64 {
+        let by_bytes = chunk_bytes.checked_div(self.row_bytes).unwrap_or(i64::MAX);
+        chunk_keys
+            .min(by_bytes)
+            .min(self.stall_cap.unwrap_or(i64::MAX))
+            .max(1)
     }
 
     /// `belt."d_…"`.
@@ -163,5 +180,31 @@ impl TablePlan {
             .map(|k| format!("{left}.{c} = {right}.{c}", c = quote::ident(k)))
             .collect::<Vec<_>>()
             .join(" and ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TablePlan;
+    use crate::pg::introspect::TableInfo;
+
+    #[test]
+    fn wide_rows_and_stalls_cut_the_chunk() {
+        let info = TableInfo {
+            schema: "public".into(),
+            name: "t".into(),
+            key: Some(vec!["id".into()]),
+            columns: Vec::new(),
+            key_deferrable: false,
+        };
+        let mut plan = TablePlan::new(&info, "d_t");
+        assert_eq!(plan.max_chunk_keys(20_000, 32 << 20), 20_000, "width unknown");
+        plan.row_bytes = 2 << 20;
+        assert_eq!(plan.max_chunk_keys(20_000, 32 << 20), 16);
+        plan.row_bytes = 64 << 20;
+        assert_eq!(plan.max_chunk_keys(20_000, 32 << 20), 1, "never below one key");
+        plan.row_bytes = 100;
+        plan.stall_cap = Some(2_500);
+        assert_eq!(plan.max_chunk_keys(20_000, 32 << 20), 2_500);
     }
 }

@@ -55,10 +55,15 @@ pub struct TableStop {
 /// Default number of keys applied per chunk.
 pub const DEFAULT_CHUNK_KEYS: i64 = 20_000;
 
+/// Default bound on the bytes of rows one chunk sends (by the tables' row estimates).
+pub const DEFAULT_CHUNK_BYTES: i64 = 32 << 20;
+
 /// How rounds run.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundOptions {
     pub chunk_keys: i64,
+    /// Bytes of rows per chunk, by each table's estimated row size.
+    pub chunk_bytes: i64,
     pub strategy: Strategy,
     /// How long one step (a chunk, a snapshot) may wait for an answer.
     pub stall: std::time::Duration,
@@ -68,6 +73,7 @@ impl Default for RoundOptions {
     fn default() -> Self {
         RoundOptions {
             chunk_keys: DEFAULT_CHUNK_KEYS,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
             strategy: Strategy::Latest,
             stall: DEFAULT_STALL_TIMEOUT,
         }
@@ -132,7 +138,8 @@ pub async fn run_round(
         }
     }
     for table in tables {
-        let mut limit = opts.chunk_keys;
+        let max = table.max_chunk_keys(opts.chunk_keys, opts.chunk_bytes);
+        let mut limit = max;
         let mut tries = 0u32;
         let mut after: Option<Vec<String>> = None;
         let what = format!("applying a chunk of {}", table.table.display_name());
@@ -148,7 +155,7 @@ pub async fn run_round(
                     result.chunks += 1;
                     result.conflicts.extend(chunk.conflicts);
                     tracing::debug!(table = %table.table.display_name(), keys = ?chunk.keys_from, "chunk applied");
-                    limit = (limit * 2).min(opts.chunk_keys);
+                    limit = (limit * 2).min(max);
                     tries = 0;
                     if stop() {
                         return Ok(result);
@@ -172,7 +179,7 @@ pub async fn run_round(
                     tracing::warn!(table = %table.table.display_name(), key = ?parked.key,
                                    error = %parked.error, "row parked");
                     result.parked.push(parked);
-                    limit = opts.chunk_keys;
+                    limit = max;
                 }
                 Err(e) if is_serialization_failure(&e.error) => {
                     // An application wrote a row of this chunk after the chunk's
@@ -191,7 +198,7 @@ pub async fn run_round(
                         tracing::info!(table = %table.table.display_name(), key = ?key,
                                        "key written during every try: left for the next round");
                         after = Some(key);
-                        limit = opts.chunk_keys;
+                        limit = max;
                         tries = 0;
                     } else {
                         return Err(e.error);
@@ -205,6 +212,18 @@ pub async fn run_round(
                         error,
                     });
                     break;
+                }
+                Err(ChunkError {
+                    error: EngineError::Db(error @ DbError::Stalled { .. }),
+                    ..
+                }) => {
+                    // Rows too wide for the estimate (or a network outage): the
+                    // session is dropped, and the retry cuts this table's chunks.
+                    return Err(EngineError::ChunkStalled {
+                        table: table.table.display_name(),
+                        keys: limit,
+                        error,
+                    });
                 }
                 Err(e) => return Err(e.error),
             }

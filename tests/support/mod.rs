@@ -373,7 +373,7 @@ pub async fn rows(client: &Client, table: &str) -> Vec<String> {
     client
         .query(&format!("select t::text from {table} t order by 1"), &[])
         .await
-        .unwrap_or_else(|e| panic!("read {table}: {e}"))
+        .unwrap_or_else(|e| panic!("read {table}: {}", belt::pg::error::render(&e)))
         .iter()
         .map(|r| r.get(0))
         .collect()
