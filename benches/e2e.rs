@@ -13,6 +13,10 @@
 //! - `beltctl verify` against `count(*)` on both sides;
 //! - the daemon's peak RSS and CPU seconds in each run.
 //!
+//! Catch-up and lag are measured twice in the same run: with rounds as one
+//! transaction per side (`atomic_rounds: true`, the default) and, as before that
+//! existed, in per-table chunks (`atomic_rounds: false`); lag runs interleave the two.
+//!
 //! Prints a table and writes `target/bench-e2e.json`. Environment: `BENCH_SCALE`
 //! (pgbench scale, default 10), `BENCH_TXNS` (default 80000), `BENCH_CLIENTS` (4),
 //! `BENCH_LAG_SECS` (length of each lag run, 20).
@@ -123,6 +127,32 @@ impl PgBench {
 }
 
 impl Bench {
+    /// Writes the daemon's config: rounds as one transaction per side, or in chunks.
+    fn rounds(&self, atomic: bool) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "catalog: {}\nlisten: unix:{}\natomic_rounds: {atomic}\n",
+                self.dir.join("belt.db").display(),
+                self.dir.join("api.sock").display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Starts the daemon and waits until `src` has no pending change; returns the
+    /// seconds, the daemon's peak RSS and its CPU seconds.
+    async fn catch_up(&self, src: &Client) -> (f64, f64, f64) {
+        let started = Instant::now();
+        let daemon = Daemon(self.daemon());
+        while pending(src).await > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let (rss, cpu) = daemon.stop();
+        (secs, rss, cpu)
+    }
+
     fn init(&self, cluster: &LocalCluster, scale: u64) {
         PgBench::owner(cluster).run(&["-i", "-q", "-s", &scale.to_string()]);
     }
@@ -496,15 +526,6 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("belt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("belt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "catalog: {}\nlisten: unix:{}\n",
-            dir.join("belt.db").display(),
-            dir.join("api.sock").display()
-        ),
-    )
-    .unwrap();
     let bench = Bench {
         source: LocalCluster::start().expect("start source cluster"),
         target: LocalCluster::start().expect("start target cluster"),
@@ -512,6 +533,7 @@ async fn main() {
         config,
         clients,
     };
+    bench.rounds(true);
     // Durable like a production server (the test clusters run with fsync off).
     for cluster in [&bench.source, &bench.target] {
         cluster
@@ -587,17 +609,18 @@ async fn main() {
     let backlog_keys = distinct_keys(&src).await;
 
     eprintln!("belt catch-up of {backlog_rows} delta rows ({backlog_keys} keys)");
-    let started = Instant::now();
-    let daemon = Daemon(bench.daemon());
-    while pending(&src).await > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let catch_up = started.elapsed().as_secs_f64();
-    let (catch_up_rss, catch_up_cpu) = daemon.stop();
+    let (catch_up, catch_up_rss, catch_up_cpu) = bench.catch_up(&src).await;
 
     eprintln!("logical replication catch-up of the same backlog");
     let lr_catch_up = lr.catch_up(&marker).await;
     lr.drop().await;
+
+    eprintln!("{txns} transactions more, then belt catch-up with rounds in chunks only");
+    bench.run_txns(txns);
+    let chunked_keys = distinct_keys(&src).await;
+    bench.rounds(false);
+    let (chunked_catch_up, _, chunked_cpu) = bench.catch_up(&src).await;
+    bench.rounds(true);
 
     let dst = session(&bench.target).await;
     let mut equal = true;
@@ -606,28 +629,33 @@ async fn main() {
     }
 
     let mut lag = serde_json::Map::new();
-    for rate in [200, 1000] {
-        eprintln!("steady lag at {rate} TPS for {lag_secs}s");
-        let daemon = Daemon(bench.daemon());
-        bench.beltctl(&["kick", "bench", "--wait"]);
-        let mut r = steady_lag(&bench, rate, lag_secs, false).await;
-        let (rss, cpu) = daemon.stop();
-        r["daemon_peak_rss_mib"] = rss.into();
-        r["daemon_cpu_seconds"] = cpu.into();
-        lag.insert(format!("one_way_{rate}_tps"), r);
+    for (rate, two_way) in [(200, false), (1000, false), (200, true)] {
+        if two_way {
+            bench.beltctl(&["update", "sync", "bench", "--dbs", "src:source,dst:source"]);
+        }
+        for atomic in [false, true] {
+            let rounds = if atomic { "atomic" } else { "chunked" };
+            let what = if two_way {
+                "two_way_200_tps_each".to_string()
+            } else {
+                format!("one_way_{rate}_tps")
+            };
+            eprintln!("{what}, rounds {rounds}, for {lag_secs}s");
+            bench.rounds(atomic);
+            let daemon = Daemon(bench.daemon());
+            bench.beltctl(&["kick", "bench", "--wait"]);
+            let mut r = steady_lag(&bench, rate, lag_secs, two_way).await;
+            if two_way {
+                drained(&src, &dst).await;
+                bench.beltctl(&["kick", "bench", "--wait"]);
+            }
+            let (rss, cpu) = daemon.stop();
+            r["daemon_peak_rss_mib"] = rss.into();
+            r["daemon_cpu_seconds"] = cpu.into();
+            lag.insert(format!("{what}_{rounds}"), r);
+        }
     }
-
-    eprintln!("two-way: 200 TPS on each side for {lag_secs}s");
-    bench.beltctl(&["update", "sync", "bench", "--dbs", "src:source,dst:source"]);
-    let daemon = Daemon(bench.daemon());
-    bench.beltctl(&["kick", "bench", "--wait"]);
-    let mut r = steady_lag(&bench, 200, lag_secs, true).await;
-    drained(&src, &dst).await;
-    bench.beltctl(&["kick", "bench", "--wait"]);
-    let (rss, cpu) = daemon.stop();
-    r["daemon_peak_rss_mib"] = rss.into();
-    r["daemon_cpu_seconds"] = cpu.into();
-    lag.insert("two_way_200_tps_each".into(), r);
+    bench.rounds(true);
 
     // pgbench_history has no key: belt leaves it to cutover, so it differs here.
     for c in [&src, &dst] {
@@ -675,6 +703,10 @@ async fn main() {
             "daemon_peak_rss_mib": catch_up_rss,
             "daemon_cpu_seconds": catch_up_cpu,
             "target_equals_source": equal,
+            "chunked_rounds_keys": chunked_keys,
+            "chunked_rounds_seconds": chunked_catch_up,
+            "chunked_rounds_keys_per_second": chunked_keys as f64 / chunked_catch_up,
+            "chunked_rounds_daemon_cpu_seconds": chunked_cpu,
         },
         "lag": lag,
         "verify": {

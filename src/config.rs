@@ -45,6 +45,10 @@ pub struct Config {
     /// Milliseconds between timer polls for changes.
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// Apply a round as one transaction per side when its changes fit in `chunk_keys`
+    /// and `chunk_bytes` (false: always in chunks, as belt did before; for comparing).
+    #[serde(default = "default_true")]
+    pub atomic_rounds: bool,
     /// Keys applied per chunk of a round.
     #[serde(default = "default_chunk_keys")]
     pub chunk_keys: i64,
@@ -130,6 +134,10 @@ fn default_stall_timeout_ms() -> u64 {
 
 fn default_chunk_keys() -> i64 {
     crate::engine::DEFAULT_CHUNK_KEYS
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_chunk_bytes() -> i64 {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod atomic;
 mod bad_input;
 mod batches;
 mod capture;

@@ -515,8 +515,13 @@ async fn small_changes_on_both_sides_move_in_one_chunk_and_large_ones_stay_bound
     let r = both.round().await;
     assert_eq!(r.keys_from, [30, 30]);
     assert_eq!(r.chunks, 1, "both sides' changes fit in one chunk: {r:?}");
+    assert!(
+        r.consistent,
+        "a round within the budget is one transaction per side"
+    );
 
-    // Past the limit, a chunk holds at most `chunk_keys` keys of each side.
+    // Past the limit, a chunk holds at most `chunk_keys` keys of each side, and the
+    // round says it was not one transaction.
     both.opts.chunk_keys = 20;
     both.a
         .batch_execute("update t set v = 'a2' where id <= 30")
@@ -529,6 +534,7 @@ async fn small_changes_on_both_sides_move_in_one_chunk_and_large_ones_stay_bound
     let r = both.round().await;
     assert_eq!(r.keys_from, [30, 30]);
     assert!(r.chunks >= 3, "{r:?}");
+    assert!(!r.consistent, "a backlog over the budget is applied in chunks");
     both.settle().await;
     assert_same(&both.pair, "t").await;
 }

@@ -58,8 +58,9 @@ async fn chunks_of_wide_rows_are_cut_by_bytes_and_shrink_after_a_stall() {
         daemon.log()
     );
 
-    // Rows that were narrow when the estimate was made grow to 2 MB: the first chunk
-    // stalls, the retry is cut, and everything arrives.
+    // Rows that were narrow when the estimate was made grow to 2 MB: the round (300
+    // keys, one transaction by the stale estimate) stalls, the next rounds go in
+    // chunks cut by a fresh estimate, and everything arrives.
     create(&pair, "grows").await;
     app.batch_execute("insert into grows select g, 'narrow' from generate_series(1, 300) g")
         .await
@@ -76,8 +77,10 @@ async fn chunks_of_wide_rows_are_cut_by_bytes_and_shrink_after_a_stall() {
     })
     .await;
     assert!(
-        daemon.log().contains("chunk stalled"),
-        "this scenario stalls one chunk:\n{}",
+        daemon
+            .log()
+            .contains("round stalled: the next rounds go in chunks"),
+        "this scenario stalls one round:\n{}",
         daemon.log()
     );
 }

@@ -111,6 +111,10 @@ pub struct SyncStatus {
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,
     pub updated_at: Option<String>,
+    /// Whether the last round was one transaction per side, so that the receiving
+    /// side holds a state the source had (false while catching up in chunks; `None`
+    /// before the first round).
+    pub consistent: Option<bool>,
 }
 
 /// One direction of a sync as the daemon last saw it.

@@ -27,7 +27,7 @@ impl Catalog {
                  (select count(*) from parked p where p.sync = ?1), \
                  (select coalesce(sum(rows), 0) from copy_progress c where c.sync = ?1), \
                  (select coalesce(sum(max(total, rows)), 0) from copy_progress c where c.sync = ?1), \
-                 (select copy from syncs s where s.name = ?1), errors, last_error_at \
+                 (select copy from syncs s where s.name = ?1), errors, last_error_at, consistent \
                  from sync_status where sync = ?1",
                 [sync],
                 |r| {
@@ -50,6 +50,7 @@ impl Catalog {
                         copy_state: r.get(15)?,
                         errors: r.get(16)?,
                         last_error_at: r.get(17)?,
+                        consistent: r.get(18)?,
                     })
                 },
             )
@@ -87,7 +88,7 @@ impl Catalog {
                 "update sync_status set state = 'replicating', last_error = null, rounds = rounds + 1, \
                  rows_applied = rows_applied + ?2, pending_rows = ?3, lag_seconds = ?4, \
                  kick_done = max(kick_done, ?5), directions = ?6, clock_offset_ms = ?7, \
-                 conflicts = conflicts + ?8, \
+                 conflicts = conflicts + ?8, consistent = ?9, \
                  last_round_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where sync = ?1",
                 params![
@@ -98,7 +99,8 @@ impl Catalog {
                     done.kick,
                     directions,
                     done.clock_offset_ms,
-                    done.conflicts as i64
+                    done.conflicts as i64,
+                    done.consistent
                 ],
             )
             .map_err(self.err("store round"))?;
@@ -114,4 +116,6 @@ pub struct RoundRecord {
     pub kick: i64,
     pub clock_offset_ms: Option<f64>,
     pub conflicts: usize,
+    /// The round was one transaction per side.
+    pub consistent: bool,
 }

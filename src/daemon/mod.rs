@@ -197,6 +197,7 @@ async fn reconcile(
             config: config.clone(),
             progressed: false,
             stall_caps: Default::default(),
+            chunked_rounds: 0,
             setups: setups.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));

@@ -26,6 +26,8 @@ use crate::pg::{within, DbError, DbSpec};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a sync looks for partitions, and with `--tables all` tables, created since.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
+/// Rounds applied in chunks after a round as one transaction stalled.
+const CHUNKED_AFTER_STALL: u32 = 10;
 /// Pause after a notification, so a burst of statements makes one round.
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -44,6 +46,8 @@ pub struct SyncTask {
     /// Tables whose chunk stalled, with the most keys their chunks may hold now; kept
     /// across reconnects, relaxed (doubled) after each round that succeeds.
     pub stall_caps: std::collections::HashMap<String, i64>,
+    /// Rounds still to run in chunks because a round as one transaction stalled.
+    pub chunked_rounds: u32,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -110,7 +114,8 @@ impl SyncTask {
             .conflict
             .parse()
             .map_err(|e: BadStrategy| (e.to_string(), false))?;
-        let opts = RoundOptions {
+        let mut opts = RoundOptions {
+            atomic: true,
             chunk_keys: self.config.chunk_keys,
             chunk_bytes: self.config.chunk_bytes,
             strategy,
@@ -182,6 +187,7 @@ impl SyncTask {
                     }
                 }
             }
+            opts.atomic = self.config.atomic_rounds && self.chunked_rounds == 0;
             let kick = self.def.borrow().kick_seq;
             let stop = self.stop.clone();
             let started = Instant::now();
@@ -213,6 +219,12 @@ impl SyncTask {
                     self.record_conflicts(name, &session, strategy, conflicts).await;
                     return Err((error, false));
                 }
+                Err(e @ EngineError::RoundStalled { .. }) => {
+                    warn!(sync = %name, rounds = CHUNKED_AFTER_STALL, "round stalled: the next rounds go in chunks");
+                    self.chunked_rounds = CHUNKED_AFTER_STALL;
+                    self.progressed = true;
+                    return Err((render(&e), true));
+                }
                 Err(EngineError::ChunkStalled { table, keys, error }) => {
                     let message = render(&EngineError::ChunkStalled {
                         table: table.clone(),
@@ -227,6 +239,7 @@ impl SyncTask {
                 Err(e) => return Err((render(&e), e.is_transient())),
             };
             self.relax_stall_caps(&mut session.plans);
+            self.chunked_rounds = self.chunked_rounds.saturating_sub(1);
             let conflicts = result.conflicts.len();
             if conflicts > 0 {
                 self.record_conflicts(name, &session, strategy, result.conflicts.clone())
@@ -346,6 +359,7 @@ impl SyncTask {
             kick,
             clock_offset_ms: Some(offset),
             conflicts,
+            consistent: result.consistent,
         })
     }
 

@@ -106,40 +106,8 @@ pub async fn apply_chunk(
         Some(a) => format!("{a} and {}", table.key_at_most(&hi)),
         None => table.key_at_most(&hi),
     };
-    let applied: Result<ChunkResult, EngineError> = async {
-        for i in 0..2 {
-            if batches[i].is_some() {
-                ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, &range).await?;
-            }
-        }
-        let mut result = ChunkResult::default();
-        if batches[0].is_some() && batches[1].is_some() {
-            result.conflicts = conflicts(txs, dbs, table, &range, strategy).await?;
-            if strategy == Strategy::Abort && !result.conflicts.is_empty() {
-                return Err(EngineError::ConflictAbort {
-                    conflicts: result.conflicts,
-                });
-            }
-        }
-        for i in 0..2 {
-            if batches[i].is_some() {
-                let (keys, rows) = send_winners(
-                    txs[i],
-                    txs[1 - i],
-                    [dbs[i], dbs[1 - i]],
-                    table,
-                    &range,
-                    strategy,
-                    i == 0,
-                )
-                .await?;
-                result.keys_from[i] = keys;
-                result.rows_into[1 - i] = rows;
-            }
-        }
-        Ok(result)
-    }
-    .await;
+    let has_batch = [batches[0].is_some(), batches[1].is_some()];
+    let applied = apply_range(txs, dbs, table, &range, has_batch, strategy).await;
     let result = applied.map_err(|error| ChunkError {
         last_key: Some(hi.clone()),
         error,
@@ -166,10 +134,54 @@ pub async fn apply_chunk(
     Ok(Some(result))
 }
 
+/// Applies the changes of `table` in `range` both ways within the open transactions
+/// `txs`: summaries, conflicts, then each source's winning rows. `has_batch[i]`: side
+/// `i` is a source.
+pub(super) async fn apply_range(
+    txs: [&Transaction<'_>; 2],
+    dbs: [&str; 2],
+    table: &TablePlan,
+    range: &str,
+    has_batch: [bool; 2],
+    strategy: Strategy,
+) -> Result<ChunkResult, EngineError> {
+    for i in 0..2 {
+        if has_batch[i] {
+            ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, range).await?;
+        }
+    }
+    let mut result = ChunkResult::default();
+    if has_batch[0] && has_batch[1] {
+        result.conflicts = conflicts(txs, dbs, table, range, strategy).await?;
+        if strategy == Strategy::Abort && !result.conflicts.is_empty() {
+            return Err(EngineError::ConflictAbort {
+                conflicts: result.conflicts,
+            });
+        }
+    }
+    for i in 0..2 {
+        if has_batch[i] {
+            let (keys, rows) = send_winners(
+                txs[i],
+                txs[1 - i],
+                [dbs[i], dbs[1 - i]],
+                table,
+                range,
+                strategy,
+                i == 0,
+            )
+            .await?;
+            result.keys_from[i] = keys;
+            result.rows_into[1 - i] = rows;
+        }
+    }
+    Ok(result)
+}
+
 /// Deletes the deltas of `range` that the chunk's snapshot `snap` saw — only those
 /// of the round's `batch` while a truncate newer than the batch is pending (none when
 /// the side is not a source).
-async fn purge(
+pub(super) async fn purge(
     side: &Side,
     table: &TablePlan,
     range: &str,
@@ -233,7 +245,10 @@ async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbErro
         .get(0))
 }
 
-async fn begin<'c>(client: &'c mut tokio_postgres::Client, db: &str) -> Result<Transaction<'c>, DbError> {
+pub(super) async fn begin<'c>(
+    client: &'c mut tokio_postgres::Client,
+    db: &str,
+) -> Result<Transaction<'c>, DbError> {
     client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -296,7 +311,11 @@ async fn first_is_smaller(
         .get(0))
 }
 
-async fn create_temp_tables(tx: &Transaction<'_>, db: &str, table: &TablePlan) -> Result<(), DbError> {
+pub(super) async fn create_temp_tables(
+    tx: &Transaction<'_>,
+    db: &str,
+    table: &TablePlan,
+) -> Result<(), DbError> {
     let t = table.table.qualified();
     let k = table.key_list();
     tx.batch_execute(&format!(

@@ -17,7 +17,7 @@
 //! txids are behind it was restored or failed over, and the sync stops (rule 5).
 //! The delta tables are indexed on their key (chunks are key ranges), not on txid.
 
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
 use super::snapshot::Snapshot;
 use super::EngineError;
@@ -34,7 +34,7 @@ pub fn batch_filter(round: &Snapshot) -> String {
 /// backup or failed over to a lagging replica — because every change between the two
 /// would otherwise be skipped without a word.
 pub async fn current_snapshot(
-    src: &Client,
+    src: &impl GenericClient,
     db: &str,
     prev: Option<&Snapshot>,
 ) -> Result<Snapshot, EngineError> {

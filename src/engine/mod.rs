@@ -1,6 +1,7 @@
 //! The replication engine: batches, apply, conflicts, rounds (DESIGN.md rules 1–5, 7, 8).
 
 pub mod apply;
+pub mod atomic;
 pub mod batch;
 pub mod clock;
 pub mod conflict;
@@ -45,6 +46,10 @@ pub enum EngineError {
     /// A conflict under the `abort` strategy.
     #[error("conflict on {} key ({}) under strategy abort: the sync stopped; resolve it by hand (beltctl conflicts), then change --conflict or resume", .conflicts[0].table, .conflicts[0].key)]
     ConflictAbort { conflicts: Vec<Conflict> },
+    /// A round applied as one transaction per side took longer than the stall limit
+    /// (rows far wider than estimated); the next rounds go in chunks.
+    #[error("{error} (the round as one transaction; the next rounds go in chunks)")]
+    RoundStalled { error: DbError },
     /// A chunk of `table` took longer than the stall limit; the retry sends fewer keys.
     #[error(
         "{error} (a chunk of up to {keys} keys of {table}; the next try sends at most an eighth as many)"
@@ -61,7 +66,7 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Db(e) => e.is_transient(),
-            EngineError::ChunkStalled { .. } => true,
+            EngineError::ChunkStalled { .. } | EngineError::RoundStalled { .. } => true,
             EngineError::SourceMoved { .. } | EngineError::ConflictAbort { .. } => false,
         }
     }

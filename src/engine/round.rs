@@ -1,8 +1,11 @@
-//! Rule 5 of DESIGN.md: a round is atomic per chunk and side, and retried as a whole.
+//! Rule 5 of DESIGN.md: a round is atomic per side, and retried as a whole.
 //!
-//! A round fixes each source's batch by that source's snapshot `S_round` (rule 1),
-//! then applies the batches table by table in key-range chunks of bounded size, each
-//! one transaction per side (rule 2), both directions at once. Only when every chunk
+//! A round is first tried as one transaction per side over every table
+//! ([`super::atomic`]). When the backlog is over the budget, or the round keeps
+//! racing the application or meets a row that cannot be applied, it runs in chunks
+//! instead: it fixes each source's batch by that source's snapshot `S_round` (rule
+//! 1), then applies the batches table by table in key-range chunks of bounded size,
+//! each one transaction per side (rule 2), both directions at once. Only when every chunk
 //! is done does the caller store the snapshots as the new positions. A crash anywhere
 //! repeats at most one chunk, which state-based apply makes harmless, and never starts
 //! a backlog over, because finished chunks' deltas are gone.
@@ -13,7 +16,7 @@ use super::conflict::{Conflict, Strategy};
 use super::park::{self, Parked};
 use super::plan::TablePlan;
 use super::snapshot::Snapshot;
-use super::{sequences, truncate, EngineError, Side};
+use super::{atomic, sequences, truncate, EngineError, Side};
 use crate::pg::deadline::DEFAULT_STALL_TIMEOUT;
 use crate::pg::introspect::TableName;
 use crate::pg::{within, DbError};
@@ -61,6 +64,8 @@ pub const DEFAULT_CHUNK_BYTES: i64 = 32 << 20;
 /// How rounds run.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundOptions {
+    /// Try the round as one transaction per side first (rule 5).
+    pub atomic: bool,
     pub chunk_keys: i64,
     /// Bytes of rows per chunk, by each table's estimated row size.
     pub chunk_bytes: i64,
@@ -72,6 +77,7 @@ pub struct RoundOptions {
 impl Default for RoundOptions {
     fn default() -> Self {
         RoundOptions {
+            atomic: true,
             chunk_keys: DEFAULT_CHUNK_KEYS,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             strategy: Strategy::Latest,
@@ -97,6 +103,9 @@ pub struct RoundResult {
     pub parked: Vec<Parked>,
     /// Tables left out of this round by an error of their own.
     pub stopped: Vec<TableStop>,
+    /// The round was one transaction per side (rule 5); false when a backlog, a race
+    /// or a bad row made it run in chunks, each atomic on its own.
+    pub consistent: bool,
 }
 
 impl RoundResult {
@@ -119,6 +128,12 @@ pub async fn run_round(
 ) -> Result<RoundResult, EngineError> {
     let stall = opts.stall;
     let both = crate::pg::deadline::either(&sides[0].db, &sides[1].db);
+    if opts.atomic {
+        if let Some(result) = run_atomic(sides, tables, sequences, positions, opts).await? {
+            return Ok(result);
+        }
+    }
+    let mut result = RoundResult::default();
     let mut snapshots: [Option<Snapshot>; 2] = [None, None];
     for i in 0..2 {
         if sides[i].source {
@@ -128,7 +143,6 @@ pub async fn run_round(
         }
     }
     let batches = snapshots.clone().map(|s| s.map(|s| batch_filter(&s)));
-    let mut result = RoundResult::default();
     for (i, batch) in batches.iter().enumerate() {
         if let Some(batch) = batch {
             let [a, b] = sides;
@@ -229,15 +243,74 @@ pub async fn run_round(
             }
         }
     }
+    carry_sequences(sides, sequences, stall, &both).await?;
+    result.positions = Some(snapshots);
+    Ok(result)
+}
+
+/// The round as one transaction per side; `None` when it is to run in chunks.
+async fn run_atomic(
+    sides: &mut [Side; 2],
+    tables: &[TablePlan],
+    sequences: &[TableName],
+    positions: &[Option<Snapshot>; 2],
+    opts: &RoundOptions,
+) -> Result<Option<RoundResult>, EngineError> {
+    let both = crate::pg::deadline::either(&sides[0].db, &sides[1].db);
+    let budget = atomic::Budget {
+        keys: opts.chunk_keys,
+        bytes: opts.chunk_bytes,
+    };
+    let mut tries = 0u32;
+    loop {
+        let attempt = atomic::run(sides, tables, positions, budget, opts.strategy);
+        match within(opts.stall, &both, "applying the round", attempt).await {
+            Ok(Some(round)) => {
+                carry_sequences(sides, sequences, opts.stall, &both).await?;
+                return Ok(Some(RoundResult {
+                    positions: Some(round.snapshots),
+                    rows_into: round.applied.rows_into,
+                    keys_from: round.applied.keys_from,
+                    chunks: 1,
+                    truncates: round.truncates,
+                    conflicts: round.applied.conflicts,
+                    consistent: true,
+                    ..RoundResult::default()
+                }));
+            }
+            Ok(None) => return Ok(None), // a backlog: in chunks
+            Err(e) if is_serialization_failure(&e) && tries < RACE_TRIES => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            // Chunks narrow a racing key, a bad row or a failing table down.
+            Err(e) if is_serialization_failure(&e) || park::is_row_error(&e) || is_table_scoped(&e) => {
+                tracing::debug!(error = %crate::pg::error::render(&e), "round applied in chunks");
+                return Ok(None);
+            }
+            Err(EngineError::Db(error @ DbError::Stalled { .. })) => {
+                return Err(EngineError::RoundStalled { error })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One way, moves every sequence of the source forward on the target.
+async fn carry_sequences(
+    sides: &mut [Side; 2],
+    sequences: &[TableName],
+    stall: std::time::Duration,
+    both: &str,
+) -> Result<(), EngineError> {
     let [first, second] = sides;
     let what = "carrying sequences";
     match (first.source, second.source) {
-        (true, false) => within(stall, &both, what, sequences::carry(first, second, sequences)).await?,
-        (false, true) => within(stall, &both, what, sequences::carry(second, first, sequences)).await?,
+        (true, false) => within(stall, both, what, sequences::carry(first, second, sequences)).await?,
+        (false, true) => within(stall, both, what, sequences::carry(second, first, sequences)).await?,
         _ => 0,
     };
-    result.positions = Some(snapshots);
-    Ok(result)
+    Ok(())
 }
 
 /// Changes captured on `side` and not yet applied, and the age in seconds of the oldest.

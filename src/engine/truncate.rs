@@ -1,6 +1,7 @@
 //! TRUNCATE is captured by a statement trigger into `belt.truncates` and applied to
-//! the other side before the round's rows, all tables of one round in one statement
-//! so that foreign keys between them do not block it. The receiving session is in
+//! the other side before the round's rows, in the round's transaction (a round in
+//! chunks applies them first, on their own), all tables of one round in one
+//! statement so that foreign keys between them do not block it. The receiving session is in
 //! replica mode, so the truncate is not captured there again.
 //!
 //! A truncate of one partition of a captured partitioned table names the table in
@@ -13,30 +14,33 @@
 //! the truncate) stays, and the round then sends it to the side that truncated; the
 //! other rows are deleted by key instead of truncated.
 
-use tokio_postgres::IsolationLevel;
+use tokio_postgres::{GenericClient, IsolationLevel};
 
 use super::plan::TablePlan;
 use super::Side;
 use crate::pg::DbError;
 
-/// Applies the truncates of `from`'s batch to `to`; returns how many tables.
-pub async fn apply_truncates(
-    from: &mut Side,
-    to: &Side,
+/// The latest truncate of each table (or partition) in a batch.
+#[derive(Debug, Clone)]
+pub struct Truncate {
+    /// The captured table, as `belt.truncates.rel` names it.
+    rel: String,
+    /// The table itself, or the one partition truncated.
+    target: String,
+    /// When, as text (`timestamptz`).
+    at: String,
+}
+
+/// Reads the truncates of `tables` in `batch` on `from`.
+pub async fn read(
+    from: &impl GenericClient,
+    db: &str,
     tables: &[TablePlan],
     batch: &str,
-) -> Result<u64, DbError> {
+) -> Result<Vec<Truncate>, DbError> {
     let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
-    let stx = from
-        .client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .start()
-        .await
-        .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
     let filter = format!("{batch} and rel = any($1)");
-    // (table, partition or the table itself, time of the latest truncate)
-    let latest: Vec<(String, String, String)> = stx
+    Ok(from
         .query(
             &format!(
                 "select rel, coalesce(part, rel), max(belt_changed_at)::text from belt.truncates t \
@@ -47,27 +51,77 @@ pub async fn apply_truncates(
             &[&rels],
         )
         .await
-        .map_err(|e| DbError::query(&from.db, "read truncates", e))?
+        .map_err(|e| DbError::query(db, "read truncates", e))?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    if latest.is_empty() {
-        return Ok(0);
-    }
+        .map(|r| Truncate {
+            rel: r.get(0),
+            target: r.get(1),
+            at: r.get(2),
+        })
+        .collect())
+}
+
+/// Applies `truncates` to `to` (`to_source`: whether it is a source itself, whose
+/// later writes survive).
+pub async fn apply(
+    to: &impl GenericClient,
+    db: &str,
+    to_source: bool,
+    tables: &[TablePlan],
+    truncates: &[Truncate],
+) -> Result<(), DbError> {
     let mut found = Vec::new();
-    for (rel, target, at) in &latest {
-        let plan = tables.iter().find(|t| &t.table.qualified() == rel);
+    for t in truncates {
+        let plan = tables.iter().find(|p| p.table.qualified() == t.rel);
         match plan {
-            Some(plan) if to.source && keep_later_writes(to, plan, target, at).await? => {}
-            _ => found.push(target.clone()),
+            Some(plan) if to_source && keep_later_writes(to, db, plan, &t.target, &t.at).await? => {}
+            _ => found.push(t.target.clone()),
         }
     }
     if !found.is_empty() {
-        truncate(to, &found).await?;
+        truncate(to, db, &found).await?;
     }
-    stx.execute(&format!("delete from belt.truncates where {filter}"), &[&rels])
+    Ok(())
+}
+
+/// Deletes the truncates of `tables` in `batch` from `from`, once they are applied.
+pub async fn purge(
+    from: &impl GenericClient,
+    db: &str,
+    tables: &[TablePlan],
+    batch: &str,
+) -> Result<(), DbError> {
+    let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
+    from.execute(
+        &format!("delete from belt.truncates where {batch} and rel = any($1)"),
+        &[&rels],
+    )
+    .await
+    .map_err(|e| DbError::query(db, "purge applied truncates", e))?;
+    Ok(())
+}
+
+/// Applies the truncates of `from`'s batch to `to` on their own, before a round in
+/// chunks; returns how many tables.
+pub async fn apply_truncates(
+    from: &mut Side,
+    to: &Side,
+    tables: &[TablePlan],
+    batch: &str,
+) -> Result<u64, DbError> {
+    let stx = from
+        .client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()
         .await
-        .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
+        .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
+    let latest = read(&stx, &from.db, tables, batch).await?;
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    apply(&to.client, &to.db, to.source, tables, &latest).await?;
+    purge(&stx, &from.db, tables, batch).await?;
     stx.commit()
         .await
         .map_err(|e| DbError::query(&from.db, "purge applied truncates", e))?;
@@ -76,54 +130,61 @@ pub async fn apply_truncates(
 
 /// Truncates `rels` on `to`. ONLY keeps a legacy inheritance child out; a partitioned
 /// table cannot be truncated ONLY, and its partitions are its rows.
-async fn truncate(to: &Side, rels: &[String]) -> Result<(), DbError> {
+async fn truncate(to: &impl GenericClient, db: &str, rels: &[String]) -> Result<(), DbError> {
     let targets: Vec<String> = to
-        .client
         .query(
             "select case when c.relkind = 'p' then r else 'only ' || r end \
              from unnest($1::text[]) r join pg_class c on c.oid = r::regclass",
             &[&rels],
         )
         .await
-        .map_err(|e| DbError::query(&to.db, "look up truncated tables", e))?
+        .map_err(|e| DbError::query(db, "look up truncated tables", e))?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    to.client
-        .batch_execute(&format!("truncate {}", targets.join(", ")))
+    to.batch_execute(&format!("truncate {}", targets.join(", ")))
         .await
-        .map_err(|e| DbError::query(&to.db, format!("truncate {}", rels.join(", ")), e))
+        .map_err(|e| DbError::query(db, format!("truncate {}", rels.join(", ")), e))
 }
 
 /// When `to` (a source itself) changed rows of `plan`'s table after the truncate at
 /// `at`, deletes the other rows of `target` (the table or one partition) by key and
-/// returns true: those later writes survive.
-/// Returns false (truncate as usual) when it has none.
-async fn keep_later_writes(to: &Side, plan: &TablePlan, target: &str, at: &str) -> Result<bool, DbError> {
+/// returns true: those later writes survive. Returns false (truncate as usual) when
+/// it has none.
+async fn keep_later_writes(
+    to: &impl GenericClient,
+    db: &str,
+    plan: &TablePlan,
+    target: &str,
+    at: &str,
+) -> Result<bool, DbError> {
     let delta = plan.delta_sql();
     let later: bool = to
-        .client
         .query_one(
             &format!("select exists (select 1 from {delta} where belt_changed_at > $1::text::timestamptz)"),
             &[&at],
         )
         .await
-        .map_err(|e| DbError::query(&to.db, "look for writes after a truncate", e))?
+        .map_err(|e| DbError::query(db, "look for writes after a truncate", e))?
         .get(0);
     if !later {
         return Ok(false);
     }
-    let t = target;
-    to.client
-        .execute(
-            &format!(
-                "delete from {t} as t where not exists (select 1 from {delta} as d \
-                 where {} and d.belt_changed_at > $1::text::timestamptz)",
-                plan.key_join("d", "t")
-            ),
-            &[&at],
+    to.execute(
+        &format!(
+            "delete from {target} as t where not exists (select 1 from {delta} as d \
+             where {} and d.belt_changed_at > $1::text::timestamptz)",
+            plan.key_join("d", "t")
+        ),
+        &[&at],
+    )
+    .await
+    .map_err(|e| {
+        DbError::query(
+            db,
+            format!("truncate {target} as of the other side's truncate"),
+            e,
         )
-        .await
-        .map_err(|e| DbError::query(&to.db, format!("truncate {t} as of the other side's truncate"), e))?;
+    })?;
     Ok(true)
 }
