@@ -145,3 +145,33 @@ async fn a_reader_never_sees_half_of_a_source_transaction() {
         "{broken} of {checks} snapshots saw an order without its lines ({written} orders written)"
     );
 }
+
+#[tokio::test]
+async fn a_refused_row_is_parked_inside_the_round_and_the_rest_commits_whole() {
+    let mut both = crate::multimaster::Both::new(
+        "create table a (id int primary key); create table u (id int primary key, code text unique)",
+        &["a", "u"],
+        belt::engine::Strategy::Latest,
+    )
+    .await;
+    // A row only the second database has (written without capture), taking code 'x'.
+    both.pair
+        .admin(DST)
+        .await
+        .batch_execute("set session_replication_role = replica; insert into u values (100, 'x')")
+        .await
+        .unwrap();
+    // One source transaction: a row of `a`, a row of `u` the other side refuses, and
+    // one it takes.
+    both.a
+        .batch_execute("begin; insert into a values (1); insert into u values (1, 'x'), (2, 'y'); commit")
+        .await
+        .unwrap();
+    let r = both.round().await;
+    assert!(r.consistent, "the round stays one transaction: {r:?}");
+    assert_eq!(r.parked.len(), 1, "{r:?}");
+    assert_eq!(r.parked[0].key, vec!["1".to_string()]);
+    assert_eq!(crate::support::count(&both.b, "a").await, 1);
+    assert_eq!(crate::support::count(&both.b, "u where id = 2").await, 1);
+    assert_eq!(crate::support::count(&both.b, "u where id = 1").await, 0);
+}

@@ -28,6 +28,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// Rounds applied in chunks after a round as one transaction stalled.
 const CHUNKED_AFTER_STALL: u32 = 10;
+/// Rounds applied in chunks after a round as one transaction raced the application.
+const CHUNKED_AFTER_RACE: u32 = 8;
 /// Pause after a notification, so a burst of statements makes one round.
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -46,7 +48,8 @@ pub struct SyncTask {
     /// Tables whose chunk stalled, with the most keys their chunks may hold now; kept
     /// across reconnects, relaxed (doubled) after each round that succeeds.
     pub stall_caps: std::collections::HashMap<String, i64>,
-    /// Rounds still to run in chunks because a round as one transaction stalled.
+    /// Rounds still to run in chunks because a round as one transaction stalled or
+    /// raced the application.
     pub chunked_rounds: u32,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
@@ -240,6 +243,11 @@ impl SyncTask {
             };
             self.relax_stall_caps(&mut session.plans);
             self.chunked_rounds = self.chunked_rounds.saturating_sub(1);
+            if result.raced {
+                // Contention on the same rows: the next rounds go straight to chunks
+                // instead of losing the race as one transaction first.
+                self.chunked_rounds = self.chunked_rounds.max(CHUNKED_AFTER_RACE);
+            }
             let conflicts = result.conflicts.len();
             if conflicts > 0 {
                 self.record_conflicts(name, &session, strategy, result.conflicts.clone())

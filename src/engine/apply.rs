@@ -192,16 +192,7 @@ pub(super) async fn purge(
         return Ok(());
     };
     side.client
-        .execute(
-            &format!(
-                "delete from {delta} where {range} and txid_visible_in_snapshot(belt_txid, {snap}::txid_snapshot) \
-                 and ({batch} or not exists (select 1 from belt.truncates where rel = {rel} and not {batch}))",
-                delta = table.delta_sql(),
-                snap = quote::literal(snap),
-                rel = quote::literal(&table.table.qualified()),
-            ),
-            &[],
-        )
+        .execute(&purge_sql(table, range, snap, batch), &[])
         .await
         .map_err(|e| {
             DbError::query(
@@ -211,6 +202,17 @@ pub(super) async fn purge(
             )
         })?;
     Ok(())
+}
+
+/// The statement [`purge`] runs.
+pub(super) fn purge_sql(table: &TablePlan, range: &str, snap: &str, batch: &str) -> String {
+    format!(
+        "delete from {delta} where {range} and txid_visible_in_snapshot(belt_txid, {snap}::txid_snapshot) \
+         and ({batch} or not exists (select 1 from belt.truncates where rel = {rel} and not {batch}))",
+        delta = table.delta_sql(),
+        snap = quote::literal(snap),
+        rel = quote::literal(&table.table.qualified()),
+    )
 }
 
 /// Begins one side's chunk transaction and, pipelined in one round trip, prepares

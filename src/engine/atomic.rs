@@ -9,14 +9,25 @@
 //! that committed later is half in. Only a backlog over the budget (`chunk_keys`
 //! keys, or `chunk_bytes` by the tables' row estimates) is left to the round in
 //! chunks, which is bounded but not atomic (the status then says
-//! `consistent: false`); the caller falls back to chunks too when this round races
-//! the application past its retries or meets a row that cannot be applied, since
-//! chunks narrow those down to the one key.
+//! `consistent: false`). The caller falls back to chunks too when this round races
+//! the application's writes to its rows (chunks race in smaller windows and defer a
+//! key that keeps losing), and when a table fails on its own.
+//!
+//! A row the receiver refuses (SQLSTATE classes 22 and 23) does not break the round
+//! up: the table's changes are applied again in halving ranges of the sending side's
+//! changed keys, each under a savepoint, until the one key is found; it is parked
+//! (its deltas deleted in the round's own transactions) and the rest of the round
+//! commits as one. A reader then sees the round whole, without that row's change.
+//!
+//! Round trips are what a round costs at low rates: each side's snapshot, key counts
+//! and truncates go in one pipelined exchange, both sides at once, and the purges
+//! after the commits are one statement list per side.
 
 use tokio_postgres::Transaction;
 
-use super::apply::{apply_range, begin, create_temp_tables, purge, ChunkResult};
+use super::apply::{apply_range, begin, create_temp_tables, purge_sql, ChunkResult};
 use super::batch::{batch_filter, current_snapshot};
+use super::park::{self, Parked};
 use super::plan::TablePlan;
 use super::snapshot::Snapshot;
 use super::{truncate, EngineError, Side, Strategy};
@@ -31,6 +42,8 @@ pub struct AtomicRound {
     pub applied: ChunkResult,
     /// Tables (or partitions) truncated.
     pub truncates: u64,
+    /// Keys whose rows the receiver refused, set aside inside the round.
+    pub parked: Vec<Parked>,
 }
 
 /// The most one atomic round may carry.
@@ -38,6 +51,14 @@ pub struct AtomicRound {
 pub struct Budget {
     pub keys: i64,
     pub bytes: i64,
+}
+
+/// One source's view at the start of the round.
+struct Start {
+    snapshot: Snapshot,
+    /// Changed keys per table, counted up to the budget.
+    counts: Vec<i64>,
+    truncates: Vec<truncate::Truncate>,
 }
 
 /// Runs the round as one transaction per side. `Ok(None)` when the backlog is over
@@ -54,40 +75,44 @@ pub async fn run(
     let sources = [a.source, b.source];
     let (ta, tb) = tokio::try_join!(begin(&mut a.client, dbs[0]), begin(&mut b.client, dbs[1]))?;
     let txs = [&ta, &tb];
-    let mut round = AtomicRound::default();
-    // Each source's snapshot, then how many keys of each table it changed.
+    let cap = budget.keys + 1;
+    let (start_a, start_b) = tokio::try_join!(
+        start(txs[0], dbs[0], sources[0], positions[0].as_ref(), tables, cap),
+        start(txs[1], dbs[1], sources[1], positions[1].as_ref(), tables, cap),
+    )?;
+    let starts = [start_a, start_b];
     let mut changed = vec![[0i64; 2]; tables.len()];
-    let mut keys = 0;
-    let mut bytes = 0;
-    for i in (0..2).filter(|&i| sources[i]) {
-        round.snapshots[i] = Some(current_snapshot(txs[i], dbs[i], positions[i].as_ref()).await?);
-        let counts = count_keys(txs[i], dbs[i], tables, budget.keys + 1).await?;
-        for (t, n) in counts.into_iter().enumerate() {
-            changed[t][i] = n;
+    let (mut keys, mut bytes) = (0i64, 0i64);
+    for (i, s) in starts.iter().enumerate() {
+        for (t, n) in s.iter().flat_map(|s| s.counts.iter().enumerate()) {
+            changed[t][i] = *n;
             keys += n;
-            bytes += n.saturating_mul(tables[t].row_bytes);
+            bytes = bytes.saturating_add(n.saturating_mul(tables[t].row_bytes));
         }
     }
     if keys > budget.keys || bytes > budget.bytes {
         return Ok(None); // the transactions roll back on drop
     }
-    let batches = round.snapshots.clone().map(|s| s.map(|s| batch_filter(&s)));
-    for i in 0..2 {
-        if let Some(batch) = &batches[i] {
-            let latest = truncate::read(txs[i], dbs[i], tables, batch).await?;
-            if !latest.is_empty() {
-                truncate::apply(txs[1 - i], dbs[1 - i], sources[1 - i], tables, &latest).await?;
-                round.truncates += latest.len() as u64;
-            }
+    let mut round = AtomicRound::default();
+    for (i, s) in starts.iter().enumerate() {
+        let Some(s) = s else { continue };
+        if !s.truncates.is_empty() {
+            truncate::apply(txs[1 - i], dbs[1 - i], sources[1 - i], tables, &s.truncates).await?;
+            round.truncates += s.truncates.len() as u64;
         }
     }
-    for (table, n) in tables.iter().zip(&changed) {
-        if n == &[0, 0] {
-            continue;
-        }
-        create_temp_tables(txs[0], dbs[0], table).await?;
-        create_temp_tables(txs[1], dbs[1], table).await?;
-        let r = apply_range(txs, dbs, table, "true", sources, strategy).await?;
+    // Fewest changed keys first: small tables are where rows are hot (a branch, a
+    // counter), and the sooner after the snapshot they are written, the less often
+    // the round loses a race with the application to them.
+    let mut order: Vec<usize> = (0..tables.len()).filter(|&t| changed[t] != [0, 0]).collect();
+    order.sort_by_key(|&t| changed[t][0] + changed[t][1]);
+    for t in order {
+        let table = &tables[t];
+        tokio::try_join!(
+            create_temp_tables(txs[0], dbs[0], table),
+            create_temp_tables(txs[1], dbs[1], table)
+        )?;
+        let r = apply_table(txs, dbs, table, sources, strategy, &mut round.parked).await?;
         for i in 0..2 {
             round.applied.rows_into[i] += r.rows_into[i];
             round.applied.keys_from[i] += r.keys_from[i];
@@ -96,21 +121,199 @@ pub async fn run(
     }
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
     // Only after both commits: a side whose commit failed gets every change again.
-    for (i, side) in [&*a, &*b].into_iter().enumerate() {
-        let (Some(batch), Some(snap)) = (&batches[i], &round.snapshots[i]) else {
+    let purges = [0, 1].map(|i| {
+        starts[i].as_ref().map(|s| {
+            let (snap, batch) = (s.snapshot.to_string(), batch_filter(&s.snapshot));
+            let mut sql: Vec<String> = tables
+                .iter()
+                .zip(&changed)
+                .filter(|(_, n)| n[i] > 0)
+                .map(|(t, _)| purge_sql(t, "true", &snap, &batch))
+                .collect();
+            if !s.truncates.is_empty() {
+                sql.push(truncate::purge_sql(tables, &batch));
+            }
+            sql.join("; ")
+        })
+    });
+    tokio::try_join!(purge(a, purges[0].as_deref()), purge(b, purges[1].as_deref()))?;
+    round.snapshots = starts.map(|s| s.map(|s| s.snapshot));
+    Ok(Some(round))
+}
+
+/// A source's snapshot (its first statement, so the transaction's own), its changed
+/// keys per table and its truncates, in one pipelined exchange; `None` when the
+/// side is not a source.
+async fn start(
+    tx: &Transaction<'_>,
+    db: &str,
+    source: bool,
+    position: Option<&Snapshot>,
+    tables: &[TablePlan],
+    cap: i64,
+) -> Result<Option<Start>, EngineError> {
+    if !source {
+        return Ok(None);
+    }
+    // Everything the transaction sees is the batch: the snapshot is its own.
+    let (snapshot, counts, truncates) = tokio::try_join!(
+        current_snapshot(tx, db, position),
+        async { Ok(count_keys(tx, db, tables, cap).await?) },
+        async { Ok(truncate::read(tx, db, tables, "true").await?) },
+    )?;
+    Ok(Some(Start {
+        snapshot,
+        counts,
+        truncates,
+    }))
+}
+
+/// Applies `table`'s changes in the round; a row the receiver refuses is found,
+/// parked, and the rest applied, all within the round's transactions.
+async fn apply_table(
+    txs: [&Transaction<'_>; 2],
+    dbs: [&str; 2],
+    table: &TablePlan,
+    sources: [bool; 2],
+    strategy: Strategy,
+    parked: &mut Vec<Parked>,
+) -> Result<ChunkResult, EngineError> {
+    let first = guarded(txs, dbs, table, "true", sources, strategy).await?;
+    let error = match first {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    // Ranges (keys[lo-1], keys[hi-1]] of the sending side's changed keys, then the
+    // range above its last key; `true` once a range's key was parked.
+    let from = usize::from(park::failed_db(dbs, &error) == dbs[0]);
+    if !sources[from] {
+        return Err(error);
+    }
+    let keys = changed_keys(txs[from], dbs[from], table).await?;
+    let mut result = ChunkResult::default();
+    let mut todo = vec![(0, keys.len(), false)];
+    while let Some((lo, hi, retried)) = todo.pop() {
+        if lo >= hi {
             continue;
-        };
-        let snap = snap.to_string();
-        for (table, n) in tables.iter().zip(&changed) {
-            if n[i] > 0 {
-                purge(side, table, "true", Some(&snap), Some(batch)).await?;
+        }
+        let mut range = table.key_at_most(&keys[hi - 1]);
+        if lo > 0 {
+            range = format!("{} and {range}", table.key_above(&keys[lo - 1]));
+        }
+        match guarded(txs, dbs, table, &range, sources, strategy).await? {
+            Ok(r) => add(&mut result, r),
+            Err(e) if hi - lo == 1 && !retried => {
+                let key = &keys[lo];
+                let sql = park::delete_sql(table, key);
+                for i in (0..2).filter(|&i| sources[i]) {
+                    txs[i].batch_execute(&sql).await.map_err(|e| {
+                        DbError::query(dbs[i], format!("park a key of {}", table.table.display_name()), e)
+                    })?;
+                }
+                tracing::warn!(table = %table.table.display_name(), key = ?key, "row parked");
+                parked.push(park::describe(dbs, table, key, &e));
+                todo.push((lo, hi, true));
+            }
+            Err(e) if hi - lo == 1 => return Err(e),
+            Err(_) => {
+                let mid = (lo + hi) / 2;
+                todo.push((mid, hi, false));
+                todo.push((lo, mid, false));
             }
         }
-        if round.truncates > 0 {
-            truncate::purge(&side.client, &side.db, tables, batch).await?;
-        }
     }
-    Ok(Some(round))
+    let above = match keys.last() {
+        Some(last) => table.key_above(last),
+        None => return Err(error),
+    };
+    add(
+        &mut result,
+        guarded(txs, dbs, table, &above, sources, strategy).await??,
+    );
+    Ok(result)
+}
+
+fn add(sum: &mut ChunkResult, r: ChunkResult) {
+    for i in 0..2 {
+        sum.rows_into[i] += r.rows_into[i];
+        sum.keys_from[i] += r.keys_from[i];
+    }
+    sum.conflicts.extend(r.conflicts);
+}
+
+/// [`apply_range`] under a savepoint on both sides: `Ok(Err(e))` when a row was
+/// refused (rolled back to the savepoint, the round goes on), `Err` for any other
+/// failure.
+async fn guarded(
+    txs: [&Transaction<'_>; 2],
+    dbs: [&str; 2],
+    table: &TablePlan,
+    range: &str,
+    sources: [bool; 2],
+    strategy: Strategy,
+) -> Result<Result<ChunkResult, EngineError>, EngineError> {
+    both(txs, dbs, "savepoint belt_rows").await?;
+    match apply_range(txs, dbs, table, range, sources, strategy).await {
+        Ok(r) => {
+            both(txs, dbs, "release savepoint belt_rows").await?;
+            Ok(Ok(r))
+        }
+        Err(e) if park::is_row_error(&e) => {
+            both(txs, dbs, "rollback to savepoint belt_rows").await?;
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn both(txs: [&Transaction<'_>; 2], dbs: [&str; 2], sql: &str) -> Result<(), DbError> {
+    tokio::try_join!(
+        async {
+            txs[0]
+                .batch_execute(sql)
+                .await
+                .map_err(|e| DbError::query(dbs[0], sql.to_string(), e))
+        },
+        async {
+            txs[1]
+                .batch_execute(sql)
+                .await
+                .map_err(|e| DbError::query(dbs[1], sql.to_string(), e))
+        },
+    )?;
+    Ok(())
+}
+
+/// The distinct keys of `table`'s delta in `tx`'s snapshot, in key order, as text.
+async fn changed_keys(
+    tx: &Transaction<'_>,
+    db: &str,
+    table: &TablePlan,
+) -> Result<Vec<Vec<String>>, DbError> {
+    let text: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| format!("{}::text", crate::pg::quote::ident(k)))
+        .collect();
+    let sql = format!(
+        "select {text} from (select distinct {k} from {d}) c order by {k}",
+        text = text.join(", "),
+        k = table.key_list(),
+        d = table.delta_sql()
+    );
+    Ok(tx
+        .query(&sql, &[])
+        .await
+        .map_err(|e| {
+            DbError::query(
+                db,
+                format!("read changed keys of {}", table.table.display_name()),
+                e,
+            )
+        })?
+        .iter()
+        .map(|r| (0..table.key.len()).map(|i| r.get(i)).collect())
+        .collect())
 }
 
 async fn commit(tx: Transaction<'_>, db: &str) -> Result<(), DbError> {
@@ -119,8 +322,19 @@ async fn commit(tx: Transaction<'_>, db: &str) -> Result<(), DbError> {
         .map_err(|e| DbError::query(db, "commit round", e))
 }
 
+async fn purge(side: &Side, sql: Option<&str>) -> Result<(), DbError> {
+    match sql {
+        Some(sql) if !sql.is_empty() => side
+            .client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| DbError::query(&side.db, "purge the round's applied deltas", e)),
+        _ => Ok(()),
+    }
+}
+
 /// How many distinct keys each table's delta holds in `tx`'s snapshot, counting no
-/// further than `cap` each: one round trip for the whole sync.
+/// further than `cap` each: one statement for the whole sync.
 async fn count_keys(
     tx: &Transaction<'_>,
     db: &str,

@@ -42,21 +42,7 @@ pub async fn park(
     key: &[String],
     error: &EngineError,
 ) -> Result<Parked, DbError> {
-    let failed_db = match error {
-        EngineError::Db(DbError::Query { db, .. }) => db.clone(),
-        _ => sides[1].db.clone(),
-    };
-    let from_db = if failed_db == sides[0].db {
-        sides[1].db.clone()
-    } else {
-        sides[0].db.clone()
-    };
-    let sql = format!(
-        "delete from {} where ({}) = ({})",
-        table.delta_sql(),
-        table.key_list(),
-        table.key_values(key)
-    );
+    let sql = delete_sql(table, key);
     for side in sides.iter().filter(|s| s.source) {
         side.client.execute(&sql, &[]).await.map_err(|e| {
             DbError::query(
@@ -66,12 +52,37 @@ pub async fn park(
             )
         })?;
     }
-    Ok(Parked {
+    Ok(describe([&sides[0].db, &sides[1].db], table, key, error))
+}
+
+/// The statement that takes `key` out of `table`'s delta table.
+pub fn delete_sql(table: &TablePlan, key: &[String]) -> String {
+    format!(
+        "delete from {} where ({}) = ({})",
+        table.delta_sql(),
+        table.key_list(),
+        table.key_values(key)
+    )
+}
+
+/// The record of `key` parked after `error`: which side's row failed where.
+pub fn describe(dbs: [&str; 2], table: &TablePlan, key: &[String], error: &EngineError) -> Parked {
+    let failed_db = failed_db(dbs, error);
+    let from_db = if failed_db == dbs[0] { dbs[1] } else { dbs[0] };
+    Parked {
         schema: table.table.schema.clone(),
         table: table.table.name.clone(),
         key: key.to_vec(),
-        from_db,
-        failed_db,
+        from_db: from_db.to_string(),
+        failed_db: failed_db.to_string(),
         error: render(error),
-    })
+    }
+}
+
+/// The database where `error` happened (the second when it does not say).
+pub fn failed_db<'a>(dbs: [&'a str; 2], error: &EngineError) -> &'a str {
+    match error {
+        EngineError::Db(DbError::Query { db, .. }) if db == dbs[0] => dbs[0],
+        _ => dbs[1],
+    }
 }

@@ -106,6 +106,9 @@ pub struct RoundResult {
     /// The round was one transaction per side (rule 5); false when a backlog, a race
     /// or a bad row made it run in chunks, each atomic on its own.
     pub consistent: bool,
+    /// The round as one transaction raced the application's writes and went in
+    /// chunks: under such contention the next rounds start in chunks.
+    pub raced: bool,
 }
 
 impl RoundResult {
@@ -128,12 +131,13 @@ pub async fn run_round(
 ) -> Result<RoundResult, EngineError> {
     let stall = opts.stall;
     let both = crate::pg::deadline::either(&sides[0].db, &sides[1].db);
+    let mut result = RoundResult::default();
     if opts.atomic {
-        if let Some(result) = run_atomic(sides, tables, sequences, positions, opts).await? {
-            return Ok(result);
+        match run_atomic(sides, tables, sequences, positions, opts).await? {
+            Ok(done) => return Ok(done),
+            Err(why) => result.raced = matches!(why, InChunks::Raced),
         }
     }
-    let mut result = RoundResult::default();
     let mut snapshots: [Option<Snapshot>; 2] = [None, None];
     for i in 0..2 {
         if sides[i].source {
@@ -248,51 +252,54 @@ pub async fn run_round(
     Ok(result)
 }
 
-/// The round as one transaction per side; `None` when it is to run in chunks.
+/// Why a round goes in chunks.
+enum InChunks {
+    /// Over the budget, a bad row not isolated, or a table's own error.
+    Needed,
+    /// It raced the application's writes to its rows.
+    Raced,
+}
+
+/// The round as one transaction per side, or why it is to run in chunks.
 async fn run_atomic(
     sides: &mut [Side; 2],
     tables: &[TablePlan],
     sequences: &[TableName],
     positions: &[Option<Snapshot>; 2],
     opts: &RoundOptions,
-) -> Result<Option<RoundResult>, EngineError> {
+) -> Result<Result<RoundResult, InChunks>, EngineError> {
     let both = crate::pg::deadline::either(&sides[0].db, &sides[1].db);
     let budget = atomic::Budget {
         keys: opts.chunk_keys,
         bytes: opts.chunk_bytes,
     };
-    let mut tries = 0u32;
-    loop {
-        let attempt = atomic::run(sides, tables, positions, budget, opts.strategy);
-        match within(opts.stall, &both, "applying the round", attempt).await {
-            Ok(Some(round)) => {
-                carry_sequences(sides, sequences, opts.stall, &both).await?;
-                return Ok(Some(RoundResult {
-                    positions: Some(round.snapshots),
-                    rows_into: round.applied.rows_into,
-                    keys_from: round.applied.keys_from,
-                    chunks: 1,
-                    truncates: round.truncates,
-                    conflicts: round.applied.conflicts,
-                    consistent: true,
-                    ..RoundResult::default()
-                }));
-            }
-            Ok(None) => return Ok(None), // a backlog: in chunks
-            Err(e) if is_serialization_failure(&e) && tries < RACE_TRIES => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
-            }
-            // Chunks narrow a racing key, a bad row or a failing table down.
-            Err(e) if is_serialization_failure(&e) || park::is_row_error(&e) || is_table_scoped(&e) => {
-                tracing::debug!(error = %crate::pg::error::render(&e), "round applied in chunks");
-                return Ok(None);
-            }
-            Err(EngineError::Db(error @ DbError::Stalled { .. })) => {
-                return Err(EngineError::RoundStalled { error })
-            }
-            Err(e) => return Err(e),
+    let attempt = atomic::run(sides, tables, positions, budget, opts.strategy);
+    match within(opts.stall, &both, "applying the round", attempt).await {
+        Ok(Some(round)) => {
+            carry_sequences(sides, sequences, opts.stall, &both).await?;
+            Ok(Ok(RoundResult {
+                positions: Some(round.snapshots),
+                rows_into: round.applied.rows_into,
+                keys_from: round.applied.keys_from,
+                chunks: 1,
+                truncates: round.truncates,
+                conflicts: round.applied.conflicts,
+                parked: round.parked,
+                consistent: true,
+                ..RoundResult::default()
+            }))
         }
+        Ok(None) => Ok(Err(InChunks::Needed)), // a backlog
+        // The application wrote a row of the round after its snapshot: chunks race
+        // in smaller windows, and defer a key that keeps losing.
+        Err(e) if is_serialization_failure(&e) => Ok(Err(InChunks::Raced)),
+        // Chunks narrow a bad row or a failing table down.
+        Err(e) if park::is_row_error(&e) || is_table_scoped(&e) => {
+            tracing::debug!(error = %crate::pg::error::render(&e), "round applied in chunks");
+            Ok(Err(InChunks::Needed))
+        }
+        Err(EngineError::Db(error @ DbError::Stalled { .. })) => Err(EngineError::RoundStalled { error }),
+        Err(e) => Err(e),
     }
 }
 

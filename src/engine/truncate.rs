@@ -18,7 +18,7 @@ use tokio_postgres::{GenericClient, IsolationLevel};
 
 use super::plan::TablePlan;
 use super::Side;
-use crate::pg::DbError;
+use crate::pg::{quote, DbError};
 
 /// The latest truncate of each table (or partition) in a batch.
 #[derive(Debug, Clone)]
@@ -91,14 +91,21 @@ pub async fn purge(
     tables: &[TablePlan],
     batch: &str,
 ) -> Result<(), DbError> {
-    let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
-    from.execute(
-        &format!("delete from belt.truncates where {batch} and rel = any($1)"),
-        &[&rels],
+    from.batch_execute(&purge_sql(tables, batch))
+        .await
+        .map_err(|e| DbError::query(db, "purge applied truncates", e))
+}
+
+/// The statement [`purge`] runs.
+pub fn purge_sql(tables: &[TablePlan], batch: &str) -> String {
+    let rels: Vec<String> = tables
+        .iter()
+        .map(|t| quote::literal(&t.table.qualified()))
+        .collect();
+    format!(
+        "delete from belt.truncates where {batch} and rel = any(array[{}]::text[])",
+        rels.join(", ")
     )
-    .await
-    .map_err(|e| DbError::query(db, "purge applied truncates", e))?;
-    Ok(())
 }
 
 /// Applies the truncates of `from`'s batch to `to` on their own, before a round in
