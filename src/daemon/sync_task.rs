@@ -72,6 +72,11 @@ impl SyncTask {
             *cap = cap.saturating_mul(2);
             *cap < full
         });
+        self.apply_stall_caps(plans);
+    }
+
+    /// Gives each plan the cap its table has after a stall, if any.
+    fn apply_stall_caps(&self, plans: &mut [TablePlan]) {
         for plan in plans {
             plan.stall_cap = self.stall_caps.get(&plan.table.display_name()).copied();
         }
@@ -158,9 +163,7 @@ impl SyncTask {
             .await
             .map_err(|e| (render(&e), e.is_transient()))?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
-        for plan in &mut session.plans {
-            plan.stall_cap = self.stall_caps.get(&plan.table.display_name()).copied();
-        }
+        self.apply_stall_caps(&mut session.plans);
         if copy != "done" && !setup.after_connect(&copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
         }
@@ -228,16 +231,13 @@ impl SyncTask {
                     self.progressed = true;
                     return Err((render(&e), true));
                 }
-                Err(EngineError::ChunkStalled { table, keys, error }) => {
-                    let message = render(&EngineError::ChunkStalled {
-                        table: table.clone(),
-                        keys,
-                        error,
-                    });
-                    warn!(sync = %name, %table, keys, "chunk stalled: cut for the retry");
-                    self.stall_caps.insert(table, (keys / 8).max(1));
+                Err(e @ EngineError::ChunkStalled { .. }) => {
+                    if let EngineError::ChunkStalled { table, keys, .. } = &e {
+                        warn!(sync = %name, %table, keys, "chunk stalled: cut for the retry");
+                        self.stall_caps.insert(table.clone(), (keys / 8).max(1));
+                    }
                     self.progressed = true; // a smaller chunk is a new try, not the same one
-                    return Err((message, true));
+                    return Err((render(&e), true));
                 }
                 Err(e) => return Err((render(&e), e.is_transient())),
             };

@@ -37,6 +37,17 @@ pub struct ChunkResult {
     pub conflicts: Vec<Conflict>,
 }
 
+impl ChunkResult {
+    /// Adds what another chunk (or table) did.
+    pub fn add(&mut self, other: ChunkResult) {
+        for i in 0..2 {
+            self.rows_into[i] += other.rows_into[i];
+            self.keys_from[i] += other.keys_from[i];
+        }
+        self.conflicts.extend(other.conflicts);
+    }
+}
+
 /// A chunk that failed, with the last key of its range once that was known, so that
 /// the round can narrow a failing range down to the one row that cannot be applied.
 #[derive(Debug)]
@@ -553,7 +564,7 @@ async fn second_side(
         .collect())
 }
 
-fn each_key(table: &TablePlan, f: impl Fn(&str) -> String) -> String {
+pub(super) fn each_key(table: &TablePlan, f: impl Fn(&str) -> String) -> String {
     table
         .key
         .iter()

@@ -25,7 +25,7 @@
 
 use tokio_postgres::Transaction;
 
-use super::apply::{apply_range, begin, create_temp_tables, purge_sql, ChunkResult};
+use super::apply::{apply_range, begin, create_temp_tables, each_key, purge_sql, ChunkResult};
 use super::batch::{batch_filter, current_snapshot};
 use super::park::{self, Parked};
 use super::plan::TablePlan;
@@ -113,11 +113,7 @@ pub async fn run(
             create_temp_tables(txs[1], dbs[1], table)
         )?;
         let r = apply_table(txs, dbs, table, sources, strategy, &mut round.parked).await?;
-        for i in 0..2 {
-            round.applied.rows_into[i] += r.rows_into[i];
-            round.applied.keys_from[i] += r.keys_from[i];
-        }
-        round.applied.conflicts.extend(r.conflicts);
+        round.applied.add(r);
     }
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
     // Only after both commits: a side whose commit failed gets every change again.
@@ -201,7 +197,7 @@ async fn apply_table(
             range = format!("{} and {range}", table.key_above(&keys[lo - 1]));
         }
         match guarded(txs, dbs, table, &range, sources, strategy).await? {
-            Ok(r) => add(&mut result, r),
+            Ok(r) => result.add(r),
             Err(e) if hi - lo == 1 && !retried => {
                 let key = &keys[lo];
                 let sql = park::delete_sql(table, key);
@@ -226,19 +222,8 @@ async fn apply_table(
         Some(last) => table.key_above(last),
         None => return Err(error),
     };
-    add(
-        &mut result,
-        guarded(txs, dbs, table, &above, sources, strategy).await??,
-    );
+    result.add(guarded(txs, dbs, table, &above, sources, strategy).await??);
     Ok(result)
-}
-
-fn add(sum: &mut ChunkResult, r: ChunkResult) {
-    for i in 0..2 {
-        sum.rows_into[i] += r.rows_into[i];
-        sum.keys_from[i] += r.keys_from[i];
-    }
-    sum.conflicts.extend(r.conflicts);
 }
 
 /// [`apply_range`] under a savepoint on both sides: `Ok(Err(e))` when a row was
@@ -290,14 +275,9 @@ async fn changed_keys(
     db: &str,
     table: &TablePlan,
 ) -> Result<Vec<Vec<String>>, DbError> {
-    let text: Vec<String> = table
-        .key
-        .iter()
-        .map(|k| format!("{}::text", crate::pg::quote::ident(k)))
-        .collect();
     let sql = format!(
         "select {text} from (select distinct {k} from {d}) c order by {k}",
-        text = text.join(", "),
+        text = each_key(table, |c| format!("{c}::text")),
         k = table.key_list(),
         d = table.delta_sql()
     );

@@ -1,9 +1,8 @@
 //! Rule 5 of DESIGN.md: a round is atomic per side, and retried as a whole.
 //!
 //! A round is first tried as one transaction per side over every table
-//! ([`super::atomic`]). When the backlog is over the budget, or the round keeps
-//! racing the application or meets a row that cannot be applied, it runs in chunks
-//! instead: it fixes each source's batch by that source's snapshot `S_round` (rule
+//! ([`super::atomic`]). When the backlog is over the budget, the round races the
+//! application, or a table fails on its own, it runs in chunks instead: it fixes each source's batch by that source's snapshot `S_round` (rule
 //! 1), then applies the batches table by table in key-range chunks of bounded size,
 //! each one transaction per side (rule 2), both directions at once. Only when every chunk
 //! is done does the caller store the snapshots as the new positions. A crash anywhere
