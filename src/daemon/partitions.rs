@@ -14,6 +14,7 @@
 //!   in a table of their own, never deleted; `verify` and the cutover gate name that
 //!   table until it is replicated (`--tables all` picks it up) or excluded.
 
+use tokio_postgres::Transaction;
 use tracing::{info, warn};
 
 use super::session::Session;
@@ -45,6 +46,10 @@ enum There {
 }
 
 /// Follows the partition changes of every source of the sync; returns how many.
+///
+/// A source's changes are read (and recorded in its `belt.partitions`) in a
+/// transaction committed only once the other side matches: a change that could not
+/// be followed (a lock the application held) is reported again next time.
 pub async fn follow(sync: &str, session: &mut Session) -> Result<usize, DbError> {
     let roots: Vec<String> = session.plans.iter().map(|p| p.table.qualified()).collect();
     let mut followed = 0;
@@ -52,13 +57,24 @@ pub async fn follow(sync: &str, session: &mut Session) -> Result<usize, DbError>
     for _ in 0..2 {
         let mut changed = 0;
         for i in 0..2 {
-            if !session.sides[i].source {
+            let [a, b] = &mut session.sides;
+            let (from, to) = if i == 0 { (a, b) } else { (b, a) };
+            if !from.source {
                 continue;
             }
-            for c in changes(&session.sides[i], &roots).await? {
+            let db = from.db.clone();
+            let tx = from
+                .client
+                .transaction()
+                .await
+                .map_err(|e| DbError::query(&db, "begin following partitions", e))?;
+            for c in changes(&tx, &db, &roots).await? {
                 changed += 1;
-                apply(sync, &mut session.sides[1 - i], &c).await?;
+                apply(sync, to, &c).await?;
             }
+            tx.commit()
+                .await
+                .map_err(|e| DbError::query(&db, "record followed partitions", e))?;
         }
         followed += changed;
         if changed == 0 {
@@ -68,16 +84,15 @@ pub async fn follow(sync: &str, session: &mut Session) -> Result<usize, DbError>
     Ok(followed)
 }
 
-async fn changes(side: &Side, roots: &[String]) -> Result<Vec<Change>, DbError> {
+async fn changes(tx: &Transaction<'_>, db: &str, roots: &[String]) -> Result<Vec<Change>, DbError> {
     let ctx = "look for partitions created, attached or detached";
-    let rows = side
-        .client
+    let rows = tx
         .query(
             "select root, part, parent, change = 'attached', bound from belt.partition_changes($1)",
             &[&roots],
         )
         .await
-        .map_err(|e| DbError::query(&side.db, ctx, e))?;
+        .map_err(|e| DbError::query(db, ctx, e))?;
     let mut changes = Vec::with_capacity(rows.len());
     for r in rows {
         let mut c = Change {
@@ -89,11 +104,10 @@ async fn changes(side: &Side, roots: &[String]) -> Result<Vec<Change>, DbError> 
             create: Vec::new(),
         };
         if let (Some(parent), Some(bound)) = (&c.parent, &c.bound) {
-            c.create = side
-                .client
+            c.create = tx
                 .query_one(CREATE_SQL, &[&c.part, parent, bound])
                 .await
-                .map_err(|e| DbError::query(&side.db, ctx, e))?
+                .map_err(|e| DbError::query(db, ctx, e))?
                 .get(0);
         }
         changes.push(c);
