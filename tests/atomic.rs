@@ -174,4 +174,7 @@ async fn a_refused_row_is_parked_inside_the_round_and_the_rest_commits_whole() {
     assert_eq!(crate::support::count(&both.b, "a").await, 1);
     assert_eq!(crate::support::count(&both.b, "u where id = 2").await, 1);
     assert_eq!(crate::support::count(&both.b, "u where id = 1").await, 0);
+    // Everything but the parked row is alike on both sides.
+    assert_same(&both.pair, "a").await;
+    assert_same(&both.pair, "(select * from u where id not in (1, 100))").await;
 }
