@@ -258,17 +258,28 @@ async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbErro
         .get(0))
 }
 
+/// Begins a round's or chunk's transaction. Its lock waits end before PostgreSQL's
+/// deadlock check (`deadlock_timeout`, 1 s by default) would pick a victim: when
+/// belt and an application transaction wait on each other, belt gives up and tries
+/// again, and the application's transaction is never the one cancelled.
 pub(super) async fn begin<'c>(
     client: &'c mut tokio_postgres::Client,
     db: &str,
 ) -> Result<Transaction<'c>, DbError> {
-    client
+    let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .start()
         .await
-        .map_err(|e| DbError::query(db, "begin chunk", e))
+        .map_err(|e| DbError::query(db, "begin chunk", e))?;
+    tx.batch_execute(LOCK_TIMEOUT)
+        .await
+        .map_err(|e| DbError::query(db, "begin chunk", e))?;
+    Ok(tx)
 }
+
+/// How long a round waits for a row lock the application holds.
+const LOCK_TIMEOUT: &str = "set local lock_timeout = '500ms'";
 
 /// Where one side's part of a chunk ends.
 struct ChunkEnd {

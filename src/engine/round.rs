@@ -26,10 +26,11 @@ const RACE_TRIES: u32 = 2;
 /// How much smaller a racing chunk gets.
 const RACE_SHRINK: i64 = 8;
 
-/// Whether a chunk lost a race with an application write (serialization failure or
-/// deadlock): retrying it on fresh snapshots is the fix.
+/// Whether a chunk lost a race with an application write (serialization failure,
+/// deadlock, or a row lock held past the round's lock timeout): retrying it on fresh
+/// snapshots is the fix.
 fn is_serialization_failure(error: &EngineError) -> bool {
-    matches!(error, EngineError::Db(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")))
+    matches!(error, EngineError::Db(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01" | "55P03")))
 }
 
 /// Whether an error belongs to one table (its SQL, its rows, its privileges) rather
