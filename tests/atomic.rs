@@ -178,3 +178,55 @@ async fn a_refused_row_is_parked_inside_the_round_and_the_rest_commits_whole() {
     assert_same(&both.pair, "a").await;
     assert_same(&both.pair, "(select * from u where id not in (1, 100))").await;
 }
+
+#[tokio::test]
+async fn a_row_the_receivers_application_holds_waits_for_the_next_round_and_the_rest_commits_whole() {
+    let mut both =
+        crate::multimaster::Both::new(SCHEMA, &["orders", "order_lines"], belt::engine::Strategy::Latest)
+            .await;
+    both.a
+        .batch_execute("insert into orders values (1, 1); insert into order_lines values (1, 1, 10)")
+        .await
+        .unwrap();
+    both.settle().await;
+    // The second database's application holds order 1's row in a transaction it has
+    // not ended; the first database's application changes order 1 and writes order 2
+    // with its lines, in one transaction.
+    let holder = both.pair.connect(DST).await;
+    holder
+        .batch_execute("begin; update orders set n_lines = n_lines where id = 1")
+        .await
+        .unwrap();
+    both.a
+        .batch_execute(
+            "begin; update orders set n_lines = 2 where id = 1; insert into order_lines values (1, 2, 5); \
+             insert into orders values (2, 3); insert into order_lines select 2, g, 1 from generate_series(1, 3) g; commit",
+        )
+        .await
+        .unwrap();
+    let r = both.round().await;
+    assert!(r.consistent && !r.raced, "the round stays one transaction: {r:?}");
+    assert_eq!(r.deferred, 1, "{r:?}");
+    // Order 2 arrived whole; the held row's change waits.
+    assert_eq!(crate::support::count(&both.b, "orders where id = 2").await, 1);
+    assert_eq!(
+        crate::support::count(&both.b, "order_lines where order_id = 2").await,
+        3
+    );
+    assert_eq!(
+        crate::support::count(&both.b, "orders where id = 1 and n_lines = 1").await,
+        1
+    );
+    holder.batch_execute("rollback").await.unwrap();
+    let r = both.round().await;
+    assert_eq!(r.deferred, 0, "{r:?}");
+    assert_eq!(
+        r.keys_from[0], 1,
+        "the deferred key came with the next round: {r:?}"
+    );
+    assert_same(&both.pair, "orders").await;
+    assert_same(&both.pair, "order_lines").await;
+    for c in [&both.a, &both.b] {
+        assert_eq!(c.query_one(VIOLATIONS, &[]).await.unwrap().get::<_, i64>(0), 0);
+    }
+}

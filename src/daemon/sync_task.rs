@@ -325,6 +325,11 @@ impl SyncTask {
             if *self.stop.borrow() {
                 return Ok(());
             }
+            if result.deferred > 0 {
+                // Their deltas are still there: try them again soon, notified or not.
+                self.wait_or_kick(COALESCE).await;
+                continue;
+            }
             self.wait_for_work(&mut session, kick).await;
             if *self.stop.borrow() {
                 return Ok(());

@@ -29,6 +29,7 @@ use super::apply::{apply_range, begin, create_temp_tables, each_key, purge_sql, 
 use super::batch::{batch_filter, current_snapshot};
 use super::park::{self, Parked};
 use super::plan::TablePlan;
+use super::round::is_race;
 use super::snapshot::Snapshot;
 use super::{truncate, EngineError, Side, Strategy};
 use crate::pg::DbError;
@@ -44,6 +45,9 @@ pub struct AtomicRound {
     pub truncates: u64,
     /// Keys whose rows the receiver refused, set aside inside the round.
     pub parked: Vec<Parked>,
+    /// Keys left for the next round: the receiver's application wrote them after the
+    /// round's snapshot.
+    pub deferred: u64,
 }
 
 /// The most one atomic round may carry.
@@ -106,25 +110,28 @@ pub async fn run(
     // the round loses a race with the application to them.
     let mut order: Vec<usize> = (0..tables.len()).filter(|&t| changed[t] != [0, 0]).collect();
     order.sort_by_key(|&t| changed[t][0] + changed[t][1]);
+    let mut deferred = vec![Vec::new(); tables.len()];
     for t in order {
         let table = &tables[t];
         tokio::try_join!(
             create_temp_tables(txs[0], dbs[0], table),
             create_temp_tables(txs[1], dbs[1], table)
         )?;
-        let r = apply_table(txs, dbs, table, sources, strategy, &mut round.parked).await?;
+        let r = apply_table(txs, dbs, table, sources, strategy, &mut round, &mut deferred[t]).await?;
         round.applied.add(r);
+        round.deferred += deferred[t].len() as u64;
     }
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
     // Only after both commits: a side whose commit failed gets every change again.
     let purges = [0, 1].map(|i| {
         starts[i].as_ref().map(|s| {
             let (snap, batch) = (s.snapshot.to_string(), batch_filter(&s.snapshot));
-            let mut sql: Vec<String> = tables
-                .iter()
-                .zip(&changed)
-                .filter(|(_, n)| n[i] > 0)
-                .map(|(t, _)| purge_sql(t, "true", &snap, &batch))
+            let mut sql: Vec<String> = (0..tables.len())
+                .filter(|&t| changed[t][i] > 0)
+                .map(|t| {
+                    let range = format!("true{}", not_deferred(&tables[t], &deferred[t]));
+                    purge_sql(&tables[t], &range, &snap, &batch)
+                })
                 .collect();
             if !s.truncates.is_empty() {
                 sql.push(truncate::purge_sql(tables, &batch));
@@ -164,15 +171,23 @@ async fn start(
     }))
 }
 
-/// Applies `table`'s changes in the round; a row the receiver refuses is found,
-/// parked, and the rest applied, all within the round's transactions.
+/// At most this many keys of one table wait for the next round because the
+/// application kept writing them on the receiver; past that the round is one big
+/// race, and runs in chunks.
+const MAX_DEFERRED: usize = 16;
+
+/// Applies `table`'s changes in the round. A row the receiver refuses is found,
+/// parked, and the rest applied; a key the receiver's application wrote after the
+/// round's snapshot is found and left for the next round (its deltas are kept, and
+/// `deferred` lists it for the purge). All within the round's transactions.
 async fn apply_table(
     txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
     table: &TablePlan,
     sources: [bool; 2],
     strategy: Strategy,
-    parked: &mut Vec<Parked>,
+    round: &mut AtomicRound,
+    deferred: &mut Vec<Vec<String>>,
 ) -> Result<ChunkResult, EngineError> {
     let first = guarded(txs, dbs, table, "true", sources, strategy).await?;
     let error = match first {
@@ -180,7 +195,7 @@ async fn apply_table(
         Err(e) => e,
     };
     // Ranges (keys[lo-1], keys[hi-1]] of the sending side's changed keys, then the
-    // range above its last key; `true` once a range's key was parked.
+    // range above its last key; `true` once a range's key was set aside.
     let from = usize::from(park::failed_db(dbs, &error) == dbs[0]);
     if !sources[from] {
         return Err(error);
@@ -196,9 +211,10 @@ async fn apply_table(
         if lo > 0 {
             range = format!("{} and {range}", table.key_above(&keys[lo - 1]));
         }
+        let range = format!("{range}{}", not_deferred(table, deferred));
         match guarded(txs, dbs, table, &range, sources, strategy).await? {
             Ok(r) => result.add(r),
-            Err(e) if hi - lo == 1 && !retried => {
+            Err(e) if hi - lo == 1 && !retried && park::is_row_error(&e) => {
                 let key = &keys[lo];
                 let sql = park::delete_sql(table, key);
                 for i in (0..2).filter(|&i| sources[i]) {
@@ -207,7 +223,14 @@ async fn apply_table(
                     })?;
                 }
                 tracing::warn!(table = %table.table.display_name(), key = ?key, "row parked");
-                parked.push(park::describe(dbs, table, key, &e));
+                round.parked.push(park::describe(dbs, table, key, &e));
+                todo.push((lo, hi, true));
+            }
+            Err(e) if hi - lo == 1 && !retried && deferred.len() < MAX_DEFERRED => {
+                let key = keys[lo].clone();
+                tracing::info!(table = %table.table.display_name(), key = ?key, error = %crate::pg::error::render(&e),
+                               "key written by the application during the round: left for the next round");
+                deferred.push(key);
                 todo.push((lo, hi, true));
             }
             Err(e) if hi - lo == 1 => return Err(e),
@@ -219,16 +242,24 @@ async fn apply_table(
         }
     }
     let above = match keys.last() {
-        Some(last) => table.key_above(last),
+        Some(last) => format!("{}{}", table.key_above(last), not_deferred(table, deferred)),
         None => return Err(error),
     };
     result.add(guarded(txs, dbs, table, &above, sources, strategy).await??);
     Ok(result)
 }
 
+/// ` and not (k) = (K)` for each deferred key: a condition on the deltas' keys.
+fn not_deferred(table: &TablePlan, deferred: &[Vec<String>]) -> String {
+    deferred
+        .iter()
+        .map(|k| format!(" and ({}) <> ({})", table.key_list(), table.key_values(k)))
+        .collect()
+}
+
 /// [`apply_range`] under a savepoint on both sides: `Ok(Err(e))` when a row was
-/// refused (rolled back to the savepoint, the round goes on), `Err` for any other
-/// failure.
+/// refused or lost a race with the application's write to it (rolled back to the
+/// savepoint, the round goes on), `Err` for any other failure.
 async fn guarded(
     txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
@@ -243,7 +274,7 @@ async fn guarded(
             both(txs, dbs, "release savepoint belt_rows").await?;
             Ok(Ok(r))
         }
-        Err(e) if park::is_row_error(&e) => {
+        Err(e) if park::is_row_error(&e) || is_race(&e) => {
             both(txs, dbs, "rollback to savepoint belt_rows").await?;
             Ok(Err(e))
         }

@@ -29,7 +29,7 @@ const RACE_SHRINK: i64 = 8;
 /// Whether a chunk lost a race with an application write (serialization failure,
 /// deadlock, or a row lock held past the round's lock timeout): retrying it on fresh
 /// snapshots is the fix.
-fn is_serialization_failure(error: &EngineError) -> bool {
+pub(super) fn is_race(error: &EngineError) -> bool {
     matches!(error, EngineError::Db(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01" | "55P03")))
 }
 
@@ -103,6 +103,9 @@ pub struct RoundResult {
     pub parked: Vec<Parked>,
     /// Tables left out of this round by an error of their own.
     pub stopped: Vec<TableStop>,
+    /// Keys left for the next round, their deltas kept: the application wrote them
+    /// on the receiver during every try.
+    pub deferred: u64,
     /// The round was one transaction per side (rule 5); false when a backlog, a race
     /// or a bad row made it run in chunks, each atomic on its own.
     pub consistent: bool,
@@ -199,7 +202,7 @@ pub async fn run_round(
                     result.parked.push(parked);
                     limit = max;
                 }
-                Err(e) if is_serialization_failure(&e.error) => {
+                Err(e) if is_race(&e.error) => {
                     // An application wrote a row of this chunk after the chunk's
                     // snapshot: decide again on fresh snapshots. A chunk that keeps
                     // losing is cut smaller, so the keys nobody is writing go through;
@@ -216,6 +219,7 @@ pub async fn run_round(
                         tracing::info!(table = %table.table.display_name(), key = ?key,
                                        "key written during every try: left for the next round");
                         after = Some(key);
+                        result.deferred += 1;
                         limit = max;
                         tries = 0;
                     } else {
@@ -285,6 +289,7 @@ async fn run_atomic(
                 truncates: round.truncates,
                 conflicts: round.applied.conflicts,
                 parked: round.parked,
+                deferred: round.deferred,
                 consistent: true,
                 ..RoundResult::default()
             }))
@@ -292,7 +297,7 @@ async fn run_atomic(
         Ok(None) => Ok(Err(InChunks::Needed)), // a backlog
         // The application wrote a row of the round after its snapshot: chunks race
         // in smaller windows, and defer a key that keeps losing.
-        Err(e) if is_serialization_failure(&e) => Ok(Err(InChunks::Raced)),
+        Err(e) if is_race(&e) => Ok(Err(InChunks::Raced)),
         // Chunks narrow a bad row or a failing table down.
         Err(e) if park::is_row_error(&e) || is_table_scoped(&e) => {
             tracing::debug!(error = %crate::pg::error::render(&e), "round applied in chunks");
