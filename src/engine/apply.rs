@@ -156,8 +156,10 @@ pub(super) async fn apply_range(
     has_batch: [bool; 2],
     strategy: Strategy,
 ) -> Result<ChunkResult, EngineError> {
-    for i in 0..2 {
-        if has_batch[i] {
+    // Each source's summary goes to the other side only when that side is a source
+    // too: it decides there which of its own changes win. One way it has no use.
+    if has_batch == [true, true] {
+        for i in 0..2 {
             ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, range).await?;
         }
     }
