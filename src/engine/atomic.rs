@@ -23,6 +23,7 @@
 //! and truncates go in one pipelined exchange, both sides at once, and the purges
 //! after the commits are one statement list per side.
 
+use futures_util::future::try_join_all;
 use tokio_postgres::Transaction;
 
 use super::apply::{apply_range, begin, create_temp_tables, each_key, purge_sql, ChunkResult};
@@ -111,13 +112,24 @@ pub async fn run(
     let mut order: Vec<usize> = (0..tables.len()).filter(|&t| changed[t] != [0, 0]).collect();
     order.sort_by_key(|&t| changed[t][0] + changed[t][1]);
     let mut deferred = vec![Vec::new(); tables.len()];
+    // Every changed table's temp tables, in one pipelined exchange per side.
+    let prepare = |i: usize| {
+        try_join_all(
+            order
+                .iter()
+                .map(move |&t| create_temp_tables(txs[i], dbs[i], &tables[t])),
+        )
+    };
+    tokio::try_join!(prepare(0), prepare(1))?;
+    let mut apply = Guarded {
+        txs,
+        dbs,
+        sources,
+        strategy,
+        savepoint: false,
+    };
     for t in order {
-        let table = &tables[t];
-        tokio::try_join!(
-            create_temp_tables(txs[0], dbs[0], table),
-            create_temp_tables(txs[1], dbs[1], table)
-        )?;
-        let r = apply_table(txs, dbs, table, sources, strategy, &mut round, &mut deferred[t]).await?;
+        let r = apply_table(&mut apply, &tables[t], &mut round, &mut deferred[t]).await?;
         round.applied.add(r);
         round.deferred += deferred[t].len() as u64;
     }
@@ -181,15 +193,13 @@ const MAX_DEFERRED: usize = 16;
 /// round's snapshot is found and left for the next round (its deltas are kept, and
 /// `deferred` lists it for the purge). All within the round's transactions.
 async fn apply_table(
-    txs: [&Transaction<'_>; 2],
-    dbs: [&str; 2],
+    apply: &mut Guarded<'_, '_>,
     table: &TablePlan,
-    sources: [bool; 2],
-    strategy: Strategy,
     round: &mut AtomicRound,
     deferred: &mut Vec<Vec<String>>,
 ) -> Result<ChunkResult, EngineError> {
-    let first = guarded(txs, dbs, table, "true", sources, strategy).await?;
+    let (txs, dbs, sources) = (apply.txs, apply.dbs, apply.sources);
+    let first = apply.range(table, "true".into()).await?;
     let error = match first {
         Ok(r) => return Ok(r),
         Err(e) => e,
@@ -212,7 +222,7 @@ async fn apply_table(
             range = format!("{} and {range}", table.key_above(&keys[lo - 1]));
         }
         let range = format!("{range}{}", not_deferred(table, deferred));
-        match guarded(txs, dbs, table, &range, sources, strategy).await? {
+        match apply.range(table, range).await? {
             Ok(r) => result.add(r),
             Err(e) if hi - lo == 1 && !retried && park::is_row_error(&e) => {
                 let key = &keys[lo];
@@ -245,7 +255,7 @@ async fn apply_table(
         Some(last) => format!("{}{}", table.key_above(last), not_deferred(table, deferred)),
         None => return Err(error),
     };
-    result.add(guarded(txs, dbs, table, &above, sources, strategy).await??);
+    result.add(apply.range(table, above).await??);
     Ok(result)
 }
 
@@ -257,28 +267,48 @@ fn not_deferred(table: &TablePlan, deferred: &[Vec<String>]) -> String {
         .collect()
 }
 
-/// [`apply_range`] under a savepoint on both sides: `Ok(Err(e))` when a row was
-/// refused or lost a race with the application's write to it (rolled back to the
-/// savepoint, the round goes on), `Err` for any other failure.
-async fn guarded(
-    txs: [&Transaction<'_>; 2],
-    dbs: [&str; 2],
-    table: &TablePlan,
-    range: &str,
+/// Applies ranges of tables within the round's transactions, each under a
+/// savepoint, so that a refused row or a lost race undoes only that range.
+struct Guarded<'a, 't> {
+    txs: [&'a Transaction<'t>; 2],
+    dbs: [&'a str; 2],
     sources: [bool; 2],
     strategy: Strategy,
-) -> Result<Result<ChunkResult, EngineError>, EngineError> {
-    both(txs, dbs, "savepoint belt_rows").await?;
-    match apply_range(txs, dbs, table, range, sources, strategy).await {
-        Ok(r) => {
-            both(txs, dbs, "release savepoint belt_rows").await?;
-            Ok(Ok(r))
+    /// A savepoint is set (and maybe rolled back to): the next one releases it.
+    savepoint: bool,
+}
+
+impl Guarded<'_, '_> {
+    /// [`apply_range`] under a savepoint on both sides: `Ok(Err(e))` when a row was
+    /// refused or lost a race with the application's write to it (rolled back to the
+    /// savepoint, the round goes on), `Err` for any other failure. The savepoint
+    /// goes out pipelined with the apply's first statement, and is released only
+    /// when the next is set: no round trips of its own on the way that succeeds.
+    async fn range(
+        &mut self,
+        table: &TablePlan,
+        range: String,
+    ) -> Result<Result<ChunkResult, EngineError>, EngineError> {
+        let (txs, dbs) = (self.txs, self.dbs);
+        let set = if self.savepoint {
+            "release savepoint belt_rows; savepoint belt_rows"
+        } else {
+            "savepoint belt_rows"
+        };
+        self.savepoint = true;
+        // Polled first, so sent first on each connection.
+        let applied = tokio::try_join!(
+            async { Ok(both(txs, dbs, set).await?) },
+            apply_range(txs, dbs, table, &range, self.sources, self.strategy)
+        );
+        match applied {
+            Ok((_, r)) => Ok(Ok(r)),
+            Err(e) if park::is_row_error(&e) || is_race(&e) => {
+                both(txs, dbs, "rollback to savepoint belt_rows").await?;
+                Ok(Err(e))
+            }
+            Err(e) => Err(e),
         }
-        Err(e) if park::is_row_error(&e) || is_race(&e) => {
-            both(txs, dbs, "rollback to savepoint belt_rows").await?;
-            Ok(Err(e))
-        }
-        Err(e) => Err(e),
     }
 }
 
