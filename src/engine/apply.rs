@@ -3,10 +3,11 @@
 //! A delta row says only "this key changed". A chunk is a key range of one table. Each
 //! source side summarizes its changed keys in the range (key, newest `changed_at`) and
 //! streams the summary to the other side; conflicts are decided there (rule 4). Then
-//! each source side streams the *current* rows of the keys it wins into the other
-//! side's temp tables (binary COPY), and the receiver deletes its rows of the keys
-//! that have no row any more and upserts the fetched rows (see
-//! [`TablePlan::apply_sql`]). A key update deletes the old key and writes the new
+//! each source side streams the keys it wins, each with its *current* row or a mark
+//! that it has none any more, into one temp table of the other side (one binary
+//! COPY), and the receiver deletes its rows of the keys marked gone and upserts the
+//! others (see [`TablePlan::apply_sql`]). One way, the summary is not shipped:
+//! a target decides nothing. A key update deletes the old key and writes the new
 //! one. Running the same chunk twice writes the same state, which is what makes
 //! at-least-once delivery safe.
 //!
@@ -345,14 +346,13 @@ pub(super) async fn create_temp_tables(
     let t = table.table.qualified();
     let k = table.key_list();
     tx.batch_execute(&format!(
-        "create temp table if not exists {keys} on commit delete rows as select {k} from {t} with no data; \
-         create temp table if not exists {rows} on commit delete rows as select {cols} from {t} with no data; \
+        "create temp table if not exists {rows} on commit delete rows as \
+         select {cols}, null::boolean as belt_gone from {t} with no data; \
          create temp table if not exists {peer} on commit delete rows as \
          select {k}, null::timestamptz as belt_changed_at from {t} with no data",
-        keys = table.temp_table('k'),
         rows = table.temp_table('r'),
         peer = table.temp_table('p'),
-        cols = quote::ident_list(&table.write_cols),
+        cols = quote::ident_list(&table.sent_cols()),
     ))
     .await
     .map_err(|e| DbError::query(db, format!("prepare apply of {}", table.table.display_name()), e))
@@ -417,44 +417,42 @@ async fn send_winners(
 ) -> Result<(u64, u64), DbError> {
     let name = table.table.display_name();
     let winners = winners_sql(table, range, strategy, i_am_first);
-    let cols = quote::ident_list(&table.write_cols);
-    let (keys_tmp, rows_tmp) = (table.temp_table('k'), table.temp_table('r'));
+    let sent = table.temp_table('r');
     let keys = pipe(
         CopyEnd {
             db: dbs[0],
             client: from.client(),
-            sql: format!("copy ({winners}) to stdout (format binary)"),
+            sql: format!("copy ({}) to stdout (format binary)", table.sent_sql(&winners)),
         },
         CopyEnd {
             db: dbs[1],
             client: to.client(),
-            sql: format!("copy {keys_tmp} from stdin (format binary)"),
-        },
-        &format!("changed keys of {name}"),
-    )
-    .await?;
-    let rows = pipe(
-        CopyEnd {
-            db: dbs[0],
-            client: from.client(),
             sql: format!(
-                "copy (select {cols} from {t} where ({k}) in ({winners})) to stdout (format binary)",
-                t = table.table.qualified(),
-                k = table.key_list()
+                "copy {sent} ({}, belt_gone) from stdin (format binary)",
+                quote::ident_list(&table.sent_cols())
             ),
-        },
-        CopyEnd {
-            db: dbs[1],
-            client: to.client(),
-            sql: format!("copy {rows_tmp} ({cols}) from stdin (format binary)"),
         },
         &format!("rows of {name}"),
     )
     .await?;
-    to.batch_execute(&table.apply_sql(&keys_tmp, &rows_tmp))
-        .await
-        .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))?;
-    Ok((keys, rows))
+    if keys == 0 {
+        return Ok((0, 0));
+    }
+    // The count goes out pipelined behind the apply.
+    let apply = async {
+        to.batch_execute(&table.apply_sql(&sent))
+            .await
+            .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))
+    };
+    let count = async {
+        to.query_one(&format!("select count(*) from {sent} where not belt_gone"), &[])
+            .await
+            .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))
+    };
+    // The apply's own error, not the count's "transaction is aborted".
+    let (applied, rows) = tokio::join!(apply, count);
+    applied?;
+    Ok((keys, rows?.get::<_, i64>(0) as u64))
 }
 
 /// Keys changed on both sides in the range, decided as `winners_sql` decides them.

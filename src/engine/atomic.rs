@@ -127,6 +127,7 @@ pub async fn run(
         sources,
         strategy,
         savepoint: false,
+        last: None,
     };
     for t in order {
         let r = apply_table(&mut apply, &tables[t], &mut round, &mut deferred[t]).await?;
@@ -276,6 +277,9 @@ struct Guarded<'a, 't> {
     strategy: Strategy,
     /// A savepoint is set (and maybe rolled back to): the next one releases it.
     savepoint: bool,
+    /// The table of the last range applied: a range of the same table empties its
+    /// temp tables first (they keep their rows until the commit).
+    last: Option<String>,
 }
 
 impl Guarded<'_, '_> {
@@ -290,15 +294,23 @@ impl Guarded<'_, '_> {
         range: String,
     ) -> Result<Result<ChunkResult, EngineError>, EngineError> {
         let (txs, dbs) = (self.txs, self.dbs);
-        let set = if self.savepoint {
-            "release savepoint belt_rows; savepoint belt_rows"
+        let mut set = if self.savepoint {
+            "release savepoint belt_rows; savepoint belt_rows".to_string()
         } else {
-            "savepoint belt_rows"
+            "savepoint belt_rows".to_string()
         };
+        if self.last.as_deref() == Some(table.delta.as_str()) {
+            set = format!(
+                "{set}; delete from {}; delete from {}",
+                table.temp_table('r'),
+                table.temp_table('p')
+            );
+        }
         self.savepoint = true;
+        self.last = Some(table.delta.clone());
         // Polled first, so sent first on each connection.
         let applied = tokio::try_join!(
-            async { Ok(both(txs, dbs, set).await?) },
+            async { Ok(both(txs, dbs, &set).await?) },
             apply_range(txs, dbs, table, &range, self.sources, self.strategy)
         );
         match applied {

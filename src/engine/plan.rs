@@ -100,17 +100,48 @@ impl TablePlan {
         format!("({}) > ({})", self.key_list(), self.key_values(lo))
     }
 
-    /// Name of this table's temp table (`kind` is `k` for keys, `r` for rows) on the target.
+    /// Name of this table's temp table (`kind` is `r` for the sent keys and rows, `p`
+    /// for the peer's summary).
     pub fn temp_table(&self, kind: char) -> String {
         format!("pg_temp.{}", quote::ident(&format!("belt_{kind}_{}", self.delta)))
     }
 
-    /// The receiver's statements for one chunk: delete the rows whose keys changed and
-    /// have no row on the sending side any more, then insert the sent rows, updating
-    /// the ones that exist. An update in place (not delete + insert) keeps the row's
-    /// version chain, so an application's concurrent foreign-key check that waits on
-    /// the row still finds it afterwards.
-    pub fn apply_sql(&self, keys_tmp: &str, rows_tmp: &str) -> String {
+    /// The columns of the temp table a sender's winning keys and rows arrive in, on
+    /// the receiver: the key, the other writable columns, and `belt_gone` (true when
+    /// the key has no row on the sending side any more).
+    pub fn sent_cols(&self) -> Vec<String> {
+        let mut cols = self.key.clone();
+        cols.extend(self.write_cols.iter().filter(|c| !self.key.contains(c)).cloned());
+        cols
+    }
+
+    /// The sender's side of [`Self::apply_sql`]: for each key of `winners` (a
+    /// query of key tuples), the key, its row's other columns and whether the row
+    /// is gone, in [`Self::sent_cols`] order.
+    pub fn sent_sql(&self, winners: &str) -> String {
+        let cols: Vec<String> = self
+            .sent_cols()
+            .iter()
+            .map(|c| {
+                let from = if self.key.contains(c) { "w" } else { "t" };
+                format!("{from}.{}", quote::ident(c))
+            })
+            .collect();
+        format!(
+            "select {}, t.ctid is null from ({winners}) w left join {} t on {}",
+            cols.join(", "),
+            self.table.qualified(),
+            self.key_join("t", "w")
+        )
+    }
+
+    /// The receiver's statements for one chunk, from the temp table `sent` (see
+    /// [`Self::sent_cols`]): delete the rows whose keys changed and have no row on
+    /// the sending side any more, then insert the sent rows, updating the ones that
+    /// exist. An update in place (not delete + insert) keeps the row's version
+    /// chain, so an application's concurrent foreign-key check that waits on the
+    /// row still finds it afterwards.
+    pub fn apply_sql(&self, sent: &str) -> String {
         let t = self.table.qualified();
         let cols = quote::ident_list(&self.write_cols);
         let overriding = if self.identity {
@@ -138,10 +169,8 @@ impl TablePlan {
                 .join(", ")
         };
         let delete = format!(
-            "delete from {t} as t using {keys_tmp} as k where {join} \
-               and not exists (select 1 from {rows_tmp} as r where {rjoin})",
-            join = self.key_join("t", "k"),
-            rjoin = self.key_join("r", "k"),
+            "delete from {t} as t using {sent} as r where {join} and r.belt_gone",
+            join = self.key_join("t", "r"),
         );
         if self.table.key_deferrable {
             // A deferrable key cannot arbitrate ON CONFLICT: update the rows that
@@ -150,14 +179,14 @@ impl TablePlan {
                 String::new()
             } else {
                 format!(
-                    "update {t} as t set {} from {rows_tmp} as r where {}; ",
+                    "update {t} as t set {} from {sent} as r where {} and not r.belt_gone; ",
                     set_from("r"),
                     self.key_join("t", "r")
                 )
             };
             return format!(
-                "{delete}; {update}insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} as r \
-                 where not exists (select 1 from {t} as t where {})",
+                "{delete}; {update}insert into {t} ({cols}) {overriding}select {cols} from {sent} as r \
+                 where not r.belt_gone and not exists (select 1 from {t} as t where {})",
                 self.key_join("t", "r")
             );
         }
@@ -170,7 +199,9 @@ impl TablePlan {
                 set_from("excluded")
             )
         };
-        format!("{delete}; insert into {t} ({cols}) {overriding}select {cols} from {rows_tmp} {on_conflict}")
+        format!(
+            "{delete}; insert into {t} ({cols}) {overriding}select {cols} from {sent} where not belt_gone {on_conflict}"
+        )
     }
 
     /// `t."k1" = k."k1" and …`.
