@@ -19,7 +19,8 @@
 //!
 //! Prints a table and writes `target/bench-e2e.json`. Environment: `BENCH_SCALE`
 //! (pgbench scale, default 10), `BENCH_TXNS` (default 80000), `BENCH_CLIENTS` (4),
-//! `BENCH_LAG_SECS` (length of each lag run, 20).
+//! `BENCH_LAG_SECS` (length of each lag run, 20); `BENCH_KEEP` keeps the work
+//! directory and the daemon's log (all runs, appended).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +49,7 @@ struct Bench {
     dir: PathBuf,
     config: PathBuf,
     clients: u64,
+    scale: u64,
 }
 
 /// How to run pgbench against one cluster; owned, so a run can go to a blocking
@@ -190,7 +192,11 @@ impl Bench {
             .arg("-c")
             .arg(&self.config)
             .stderr(Stdio::from(
-                std::fs::File::create(self.dir.join("daemon.log")).unwrap(),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("daemon.log"))
+                    .unwrap(),
             ))
             .spawn()
             .unwrap()
@@ -425,8 +431,38 @@ async fn drained(a: &Client, b: &Client) {
     }
 }
 
+/// pgbench's tpcb-like transaction on one half of the branches, tellers and
+/// accounts (`side` 0 or 1): the application of each side writes its own rows, as
+/// in a multi-master set-up split by region.
+const HALF_TPCB: &str = "\\set half :scale / 2
+\\set bid 1 + :side * :half + random(0, :half - 1)
+\\set tid 1 + :side * :half * 10 + random(0, :half * 10 - 1)
+\\set aid 1 + :side * :half * 100000 + random(0, :half * 100000 - 1)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+";
+
+/// Which rows the two sides' applications write in a two-way lag run.
+#[derive(Clone, Copy, PartialEq)]
+enum Writers {
+    /// Only the source writes.
+    OneWay,
+    /// Both sides run tpcb-like over all rows: every round conflicts on the
+    /// branches, which both sides update many times a second.
+    SameRows,
+    /// Each side writes its own half of the rows ([`HALF_TPCB`]).
+    OwnRows,
+}
+
 /// Steady lag under pgbench at `rate` TPS per writing side for `secs` seconds.
-async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde_json::Value {
+async fn steady_lag(bench: &Bench, rate: u64, secs: u64, writers: Writers) -> serde_json::Value {
+    let two_way = writers != Writers::OneWay;
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
     for (table, suffix) in HEARTBEATS {
@@ -455,11 +491,25 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, two_way: bool) -> serde
     }
     let mut loads = Vec::new();
     let sides: &[bool] = if two_way { &[true, false] } else { &[true] };
+    let script = bench.dir.join("half_tpcb.sql");
+    std::fs::write(&script, HALF_TPCB).unwrap();
     for &on_source in sides {
         let pgbench = PgBench::of(if on_source { &bench.source } else { &bench.target });
         let (clients, rate, secs) = (bench.clients, rate.to_string(), secs.to_string());
+        let mut args = vec!["-R".to_string(), rate, "-T".into(), secs];
+        if writers == Writers::OwnRows {
+            let side = if on_source { "side=0" } else { "side=1" };
+            args.extend([
+                "-f".into(),
+                script.display().to_string(),
+                "-D".into(),
+                side.into(),
+                "-s".into(),
+                bench.scale.to_string(),
+            ]);
+        }
         loads.push(tokio::task::spawn_blocking(move || {
-            pgbench.tps(clients, &["-R", &rate, "-T", &secs])
+            pgbench.tps(clients, &args.iter().map(String::as_str).collect::<Vec<_>>())
         }));
     }
     let mut tps = Vec::new();
@@ -557,6 +607,7 @@ async fn main() {
         dir: dir.clone(),
         config,
         clients,
+        scale,
     };
     bench.rounds(true);
     // Durable like a production server (the test clusters run with fsync off).
@@ -660,22 +711,24 @@ async fn main() {
     }
 
     let mut lag = serde_json::Map::new();
-    for (rate, two_way) in [(200, false), (1000, false), (200, true)] {
+    let runs = [
+        ("one_way_200_tps", 200, Writers::OneWay),
+        ("one_way_1000_tps", 1000, Writers::OneWay),
+        ("two_way_200_tps_each_own_rows", 200, Writers::OwnRows),
+        ("two_way_200_tps_each", 200, Writers::SameRows),
+    ];
+    for (what, rate, writers) in runs {
+        let two_way = writers != Writers::OneWay;
         if two_way {
             bench.beltctl(&["update", "sync", "bench", "--dbs", "src:source,dst:source"]);
         }
         for atomic in [false, true] {
             let rounds = if atomic { "atomic" } else { "chunked" };
-            let what = if two_way {
-                "two_way_200_tps_each".to_string()
-            } else {
-                format!("one_way_{rate}_tps")
-            };
             eprintln!("{what}, rounds {rounds}, for {lag_secs}s");
             bench.rounds(atomic);
             let daemon = Daemon(bench.daemon());
             bench.beltctl(&["kick", "bench", "--wait"]);
-            let mut r = steady_lag(&bench, rate, lag_secs, two_way).await;
+            let mut r = steady_lag(&bench, rate, lag_secs, writers).await;
             if two_way {
                 drained(&src, &dst).await;
                 bench.beltctl(&["kick", "bench", "--wait"]);
@@ -753,7 +806,11 @@ async fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-e2e.json");
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\nwritten to {}", out.display());
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("daemon log: {}", dir.join("daemon.log").display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     assert!(equal, "target differs from source after catch-up");
     assert!(
         verify_equal,

@@ -198,6 +198,7 @@ async fn reconcile(
             progressed: false,
             stall_caps: Default::default(),
             chunked_rounds: 0,
+            race_backoff: sync_task::CHUNKED_AFTER_RACE,
             setups: setups.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));

@@ -28,8 +28,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// Rounds applied in chunks after a round as one transaction stalled.
 const CHUNKED_AFTER_STALL: u32 = 10;
-/// Rounds applied in chunks after a round as one transaction raced the application.
-const CHUNKED_AFTER_RACE: u32 = 8;
+/// Rounds applied in chunks after a round as one transaction raced the application;
+/// doubled after each further round that races, up to [`MAX_CHUNKED_AFTER_RACE`],
+/// and back to this after one that commits as one transaction.
+pub(super) const CHUNKED_AFTER_RACE: u32 = 8;
+const MAX_CHUNKED_AFTER_RACE: u32 = 256;
 /// Pause after a notification, so a burst of statements makes one round.
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -51,6 +54,9 @@ pub struct SyncTask {
     /// Rounds still to run in chunks because a round as one transaction stalled or
     /// raced the application.
     pub chunked_rounds: u32,
+    /// How many rounds go in chunks after the next race: under contention that
+    /// does not let up, rounds as one transaction are tried ever more rarely.
+    pub race_backoff: u32,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -246,7 +252,10 @@ impl SyncTask {
             if result.raced {
                 // Contention on the same rows: the next rounds go straight to chunks
                 // instead of losing the race as one transaction first.
-                self.chunked_rounds = self.chunked_rounds.max(CHUNKED_AFTER_RACE);
+                self.chunked_rounds = self.chunked_rounds.max(self.race_backoff);
+                self.race_backoff = (self.race_backoff * 2).min(MAX_CHUNKED_AFTER_RACE);
+            } else if result.consistent {
+                self.race_backoff = CHUNKED_AFTER_RACE;
             }
             let conflicts = result.conflicts.len();
             if conflicts > 0 {

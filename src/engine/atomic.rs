@@ -184,10 +184,11 @@ async fn start(
     }))
 }
 
-/// At most this many keys of one table wait for the next round because the
-/// application kept writing them on the receiver; past that the round is one big
-/// race, and runs in chunks.
-const MAX_DEFERRED: usize = 16;
+/// At most this many keys of a round wait for the next round because the
+/// application wrote them on the receiver after the round's snapshot. Past that the
+/// application writes the round's rows faster than a round runs (the same hot rows
+/// on both sides), and the round goes in chunks, which race in smaller windows.
+const MAX_DEFERRED: u64 = 4;
 
 /// Applies `table`'s changes in the round. A row the receiver refuses is found,
 /// parked, and the rest applied; a key the receiver's application wrote after the
@@ -237,7 +238,7 @@ async fn apply_table(
                 round.parked.push(park::describe(dbs, table, key, &e));
                 todo.push((lo, hi, true));
             }
-            Err(e) if hi - lo == 1 && !retried && deferred.len() < MAX_DEFERRED => {
+            Err(e) if hi - lo == 1 && !retried && round.deferred + (deferred.len() as u64) < MAX_DEFERRED => {
                 let key = keys[lo].clone();
                 tracing::info!(table = %table.table.display_name(), key = ?key, error = %crate::pg::error::render(&e),
                                "key written by the application during the round: left for the next round");
