@@ -17,6 +17,7 @@ pub const CONFLICTS: &str = "belt_conflicts_total";
 pub const PARKED: &str = "belt_parked_rows_total";
 pub const ERRORS: &str = "belt_errors_total";
 pub const COPIED_ROWS: &str = "belt_copy_rows_total";
+pub const TASK_RESTARTS: &str = "belt_sync_task_restarts_total";
 
 /// Installs the process-wide recorder; `None` when one is installed already (a second
 /// daemon in the same process, as in the demo).
@@ -52,6 +53,10 @@ pub fn install() -> Option<PrometheusHandle> {
     describe_counter!(PARKED, "Rows parked because they could not be applied, per sync.");
     describe_counter!(ERRORS, "Failed rounds and connections, per sync.");
     describe_counter!(COPIED_ROWS, "Rows moved by initial copies, per sync.");
+    describe_counter!(
+        TASK_RESTARTS,
+        "Sync tasks that ended without being stopped (a panic) and were started again, per sync."
+    );
     Some(handle)
 }
 
@@ -86,6 +91,11 @@ pub fn round(
 /// Records a failed round or connection.
 pub fn error(sync: &str) {
     counter!(ERRORS, "sync" => sync.to_string()).increment(1);
+}
+
+/// Records a sync task started again after it ended on its own.
+pub fn task_restart(sync: &str) {
+    counter!(TASK_RESTARTS, "sync" => sync.to_string()).increment(1);
 }
 
 /// Records rows moved by a copy chunk.

@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::catalog::CatalogHandle;
+use crate::catalog::{CatalogHandle, StatusReport};
 
 /// Where the API listens: `127.0.0.1:7543` or `unix:/run/belt/api.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,18 +84,26 @@ pub struct ApiState {
 
 /// Serves until the task is dropped.
 pub async fn serve(listener: Listener, state: ApiState) {
+    let mut failures = 0u32;
     loop {
         let state = state.clone();
-        match &listener {
-            Listener::Tcp(l) => {
-                if let Ok((conn, _)) = l.accept().await {
-                    tokio::spawn(async move { handle(conn, &state).await });
-                }
-            }
-            Listener::Unix(l) => {
-                if let Ok((conn, _)) = l.accept().await {
-                    tokio::spawn(async move { handle(conn, &state).await });
-                }
+        // A failed accept (out of file descriptors) is not retried at once: that
+        // would spin a core while nothing can change.
+        let accepted = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(conn, _)| {
+                tokio::spawn(async move { handle(conn, &state).await });
+            }),
+            Listener::Unix(l) => l.accept().await.map(|(conn, _)| {
+                tokio::spawn(async move { handle(conn, &state).await });
+            }),
+        };
+        match accepted {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                let pause = Duration::from_millis(10 << failures.min(7));
+                tracing::warn!(error = %e, retry_in = ?pause, "api: cannot accept a connection");
+                tokio::time::sleep(pause).await;
             }
         }
     }
@@ -139,17 +147,15 @@ async fn handle<C: AsyncRead + AsyncWrite + Unpin>(mut conn: C, state: &ApiState
         ("GET", "/status") => {
             let statuses = state
                 .catalog
-                .call(
-                    |c| -> Result<Vec<serde_json::Value>, crate::catalog::CatalogError> {
-                        c.syncs()?
-                            .into_iter()
-                            .map(|s| {
-                                let st = c.status(&s.name)?;
-                                Ok(serde_json::json!({ "sync": s.name, "phase": st.phase(), "status": st }))
-                            })
-                            .collect()
-                    },
-                )
+                .call(|c| -> Result<Vec<StatusReport>, crate::catalog::CatalogError> {
+                    c.syncs()?
+                        .into_iter()
+                        .map(|s| {
+                            let status = c.status(&s.name)?;
+                            Ok(StatusReport::new(s.name, status))
+                        })
+                        .collect()
+                })
                 .await;
             match statuses {
                 Ok(v) => (

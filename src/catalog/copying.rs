@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Catalog, CatalogError};
+use super::{Catalog, CatalogError, CopyState};
 
 /// Copy state of one part (a key range) of a table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -27,9 +27,8 @@ fn json_key(text: Option<String>) -> Option<Vec<String>> {
 }
 
 impl Catalog {
-    /// Sets a sync's copy state: `added` (waiting for `beltctl setup`), `pending`,
-    /// `schema`, `copying`, `copying-schema`, `indexing` or `done`.
-    pub fn set_copy_state(&mut self, sync: &str, state: &str) -> Result<(), CatalogError> {
+    /// Records how far a sync's set-up got.
+    pub fn set_copy_state(&mut self, sync: &str, state: CopyState) -> Result<(), CatalogError> {
         self.conn
             .execute("update syncs set copy = ?2 where name = ?1", params![sync, state])
             .map_err(self.err("store copy state"))?;

@@ -9,15 +9,18 @@ mod copying;
 mod logins;
 mod model;
 mod records;
+mod states;
 mod status;
 mod store;
 
 pub use actor::CatalogHandle;
 pub use copying::CopyPart;
 pub use model::{
-    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, SyncDef, SyncStatus,
+    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, StatusReport, SyncDef,
+    SyncStatus,
 };
 pub use records::CONFLICTS_KEPT;
+pub use states::{CopyState, SyncState, UnknownState};
 pub use status::RoundRecord;
 pub use store::Catalog;
 

@@ -2,32 +2,7 @@
 
 use serde::Serialize;
 
-/// Whether a database of a sync produces changes or only receives them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Source,
-    Target,
-}
-
-impl Role {
-    /// The catalog's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Source => "source",
-            Role::Target => "target",
-        }
-    }
-
-    /// Parses `source` or `target`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "source" => Some(Role::Source),
-            "target" => Some(Role::Target),
-            _ => None,
-        }
-    }
-}
+pub use super::states::{CopyState, Role, SyncState};
 
 /// Which of a sync's two databases is copied and verified from: the first source.
 pub fn first_source(sources: [bool; 2]) -> usize {
@@ -51,13 +26,13 @@ pub struct SyncDef {
     pub name: String,
     /// In the order given; the first database wins conflict ties.
     pub members: Vec<Member>,
-    pub conflict: String,
+    pub conflict: crate::engine::Strategy,
     pub group: Option<String>,
     pub paused: bool,
     /// Bumped by `beltctl kick`; the daemon runs a round when it moves.
     pub kick_seq: i64,
-    /// Initial copy: `pending`, `copying` or `done`.
-    pub copy: String,
+    /// How far its set-up got.
+    pub copy: CopyState,
     /// Added with `--tables all`: tables created later are picked up. `Some("")`
     /// follows every schema, `Some(schema)` one schema, `None` the listed tables only.
     pub tables_all: Option<String>,
@@ -80,8 +55,7 @@ impl SyncDef {
 /// What the daemon last reported about a sync.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SyncStatus {
-    /// `starting`, `replicating`, `retrying`, `failed`, `paused`, `stopped`.
-    pub state: String,
+    pub state: SyncState,
     /// The error that stops or slows the sync now; cleared by the next good round.
     pub last_error: Option<String>,
     /// Errors reported since the sync was added, and when the newest was: an outage
@@ -105,8 +79,8 @@ pub struct SyncStatus {
     /// Initial copy: rows copied so far and the estimated total.
     pub copy_rows: i64,
     pub copy_total: i64,
-    /// The sync's copy state (see `Catalog::set_copy_state`).
-    pub copy_state: String,
+    /// How far the sync's set-up got.
+    pub copy_state: CopyState,
     pub last_round_at: Option<String>,
     /// The highest `kick_seq` a finished round has answered.
     pub kick_done: i64,
@@ -115,6 +89,28 @@ pub struct SyncStatus {
     /// side holds a state the source had (false while catching up in chunks; `None`
     /// before the first round).
     pub consistent: Option<bool>,
+}
+
+/// A sync's status in the one JSON shape `beltctl status --json` prints and the
+/// daemon's `GET /status` serves: its name, its phase in words, and the fields of
+/// [`SyncStatus`] beside them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub sync: String,
+    pub phase: String,
+    #[serde(flatten)]
+    pub status: SyncStatus,
+}
+
+impl StatusReport {
+    /// The report of `sync` from its status.
+    pub fn new(sync: String, status: SyncStatus) -> StatusReport {
+        StatusReport {
+            sync,
+            phase: status.phase(),
+            status,
+        }
+    }
 }
 
 /// One direction of a sync as the daemon last saw it.
@@ -160,16 +156,16 @@ impl SyncStatus {
     /// `schema`, `copying 45%`, `building indexes`, `catching up`, `replicating`,
     /// `paused`, `retrying`, `failed`, `stopped`.
     pub fn phase(&self) -> String {
-        match self.state.as_str() {
-            _ if self.copy_state == "added" => "waiting for beltctl setup".into(),
-            "new" | "starting" => "waiting for the daemon".into(),
-            "queued" => "queued for setup".into(),
-            "copying" => match self.copy_total {
+        match self.state {
+            _ if self.copy_state == CopyState::Added => "waiting for beltctl setup".into(),
+            SyncState::New => "waiting for the daemon".into(),
+            SyncState::Queued => "queued for setup".into(),
+            SyncState::Copying => match self.copy_total {
                 0 => "copying".into(),
                 total => format!("copying {}%", (self.copy_rows * 100 / total).min(100)),
             },
-            "indexing" => "building indexes".into(),
-            "replicating" if self.pending_rows > 0 && self.copy_total > 0 && self.rounds < 2 => {
+            SyncState::Indexing => "building indexes".into(),
+            SyncState::Replicating if self.pending_rows > 0 && self.copy_total > 0 && self.rounds < 2 => {
                 "catching up".into()
             }
             other => other.to_string(),
@@ -178,6 +174,6 @@ impl SyncStatus {
 
     /// Whether the sync is set up and replicating.
     pub fn is_replicating(&self) -> bool {
-        self.state == "replicating"
+        self.state == SyncState::Replicating
     }
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::model::{DirectionStatus, SyncStatus};
+use super::model::{DirectionStatus, SyncState, SyncStatus};
 use super::{Catalog, CatalogError};
 
 impl Catalog {
@@ -63,7 +63,12 @@ impl Catalog {
     }
 
     /// Records a state change and, for failures, the error a user should see.
-    pub fn set_state(&mut self, sync: &str, state: &str, error: Option<&str>) -> Result<(), CatalogError> {
+    pub fn set_state(
+        &mut self,
+        sync: &str,
+        state: SyncState,
+        error: Option<&str>,
+    ) -> Result<(), CatalogError> {
         self.conn
             .execute(
                 "update sync_status set state = ?2, last_error = coalesce(?3, last_error), \

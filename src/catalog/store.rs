@@ -257,14 +257,13 @@ impl Catalog {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, Role>(2)?,
                 ))
             })
             .map_err(self.err("list sync members"))?;
         for m in members {
             let (sync, db, role) = m.map_err(self.err("list sync members"))?;
             if let Some(s) = syncs.iter_mut().find(|s| s.name == sync) {
-                let role = Role::parse(&role).unwrap_or(Role::Target);
                 s.members.push(Member { db, role });
             }
         }

@@ -9,7 +9,7 @@ use clap::Args;
 use tokio_postgres::Client;
 
 use super::CliError;
-use crate::catalog::{Catalog, Member, Role, SyncDef};
+use crate::catalog::{Catalog, CopyState, Member, Role, SyncDef, SyncState};
 use crate::config::Config;
 use crate::local_cluster::{LocalCluster, APP_USER};
 use crate::migrate::precheck::{precheck, Level};
@@ -140,11 +140,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
                 role: Role::Source,
             },
         ],
-        conflict: "latest".into(),
+        conflict: crate::engine::Strategy::Latest,
         group: None,
         paused: false,
         kick_seq: 0,
-        copy: "pending".into(),
+        copy: CopyState::Pending,
         tables_all: Some("public".into()),
     };
     let report = precheck(&def, [&src_spec, &dst_spec], [&src, &dst], &tables).await?;
@@ -174,7 +174,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let mut orders = 0u64;
     loop {
         let s = catalog.status("shop")?;
-        if s.state == "failed" {
+        if s.state == SyncState::Failed {
             return Err(CliError::Failed(format!(
                 "demo: setup failed: {}",
                 s.last_error.unwrap_or_default()

@@ -12,7 +12,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::CliError;
-use crate::catalog::{Catalog, CatalogError, SyncStatus};
+use crate::catalog::{Catalog, CatalogError, CopyState, SyncState, SyncStatus};
 
 /// Arguments of `beltctl setup`.
 #[derive(Debug, Args)]
@@ -46,7 +46,7 @@ impl Queue {
     ) -> Result<(), CliError> {
         let busy = statuses
             .iter()
-            .filter(|(_, s)| s.copy_state != "added" && !s.is_replicating())
+            .filter(|(_, s)| s.copy_state != CopyState::Added && !s.is_replicating())
             .count();
         for _ in busy..self.jobs {
             let Some(next) = self.waiting.pop_front() else {
@@ -88,7 +88,7 @@ pub async fn setup(catalog: &mut Catalog, args: SetupArgs) -> Result<ExitCode, C
         if catalog.require_sync(s)?.paused {
             catalog.set_paused(s, false)?;
         }
-        if catalog.status(s)?.copy_state == "added" {
+        if catalog.status(s)?.copy_state == CopyState::Added {
             waiting.push_back(s.clone());
         }
     }
@@ -126,7 +126,7 @@ pub async fn watch(
         let mut statuses = Vec::new();
         for s in syncs {
             let status = catalog.status(s)?;
-            if status.state == "failed" {
+            if status.state == SyncState::Failed {
                 view.finish();
                 return Err(CliError::Failed(format!(
                     "sync '{s}' failed: {}",

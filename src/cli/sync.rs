@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::output::print_rows;
 use super::CliError;
-use crate::catalog::{Catalog, Member, Role, SyncDef};
+use crate::catalog::{Catalog, CopyState, Member, Role, SyncDef};
 use crate::engine::echo::check_receiver;
 use crate::engine::Strategy;
 use crate::pg::connect;
@@ -45,8 +45,9 @@ fn parse_members(text: &str) -> Result<Vec<Member>, CliError> {
     let mut members = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (db, role) = part.split_once(':').unwrap_or((part, ""));
-        let role = Role::parse(role)
-            .ok_or_else(|| CliError::Usage(format!("--dbs: '{part}' must be NAME:source or NAME:target")))?;
+        let role = role
+            .parse::<Role>()
+            .map_err(|_| CliError::Usage(format!("--dbs: '{part}' must be NAME:source or NAME:target")))?;
         if members.iter().any(|m: &Member| m.db == db) {
             return Err(CliError::Usage(format!("--dbs: database '{db}' is listed twice")));
         }
@@ -76,7 +77,7 @@ async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Resul
         &clients[1 - s],
         &specs[1 - s].name,
         selection,
-        def.copy != "done",
+        def.copy != CopyState::Done,
     )
     .await?;
     refuse_shared_capture(catalog, def, &tables)?;
@@ -146,11 +147,18 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
     let def = SyncDef {
         name: args.name.clone(),
         members,
-        conflict: args.conflict.clone(),
+        conflict: args
+            .conflict
+            .parse()
+            .map_err(|e: crate::engine::conflict::BadStrategy| CliError::Usage(e.to_string()))?,
         group: args.group.clone(),
         paused: false,
         kick_seq: 0,
-        copy: if args.no_copy { "done" } else { "added" }.into(),
+        copy: if args.no_copy {
+            CopyState::Done
+        } else {
+            CopyState::Added
+        },
         tables_all: (args.tables.trim() == "all").then(|| args.schema.clone().unwrap_or_default()),
     };
     let tables = check(catalog, &def, &parse_selection(&args)).await?;
@@ -161,7 +169,7 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
         def.name,
         describe_members(&def.members)
     );
-    if def.copy == "added" {
+    if def.copy == CopyState::Added {
         println!(
             "set it up with `beltctl setup {} --wait` (schema, copy, indexes, then replication)",
             def.name

@@ -38,11 +38,7 @@ pub async fn run(catalog: &mut Catalog, args: TeardownArgs) -> Result<ExitCode, 
     catalog.set_paused(&def.name, true)?;
     // A running daemon stops the sync within a second; a stopped one never had it.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(
-        catalog.status(&def.name)?.state.as_str(),
-        "paused" | "stopped" | "new" | "failed"
-    ) && Instant::now() < deadline
-    {
+    while !catalog.status(&def.name)?.state.is_idle() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let tables = catalog.relations(&def.name)?;

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde::Serialize;
 
 use super::output::print_rows;
 use super::CliError;
-use crate::catalog::{Catalog, SyncStatus};
+use crate::catalog::{Catalog, StatusReport, SyncState};
 
 /// Arguments of `beltctl kick`.
 #[derive(Debug, Args)]
@@ -55,13 +54,15 @@ pub async fn kick(catalog: &mut Catalog, args: KickArgs) -> Result<ExitCode, Cli
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if status.state == "failed" && status.updated_at != before {
+        if status.state == SyncState::Failed && status.updated_at != before {
             let error = status.last_error.unwrap_or_default();
             return Err(CliError::Failed(format!("sync '{}' failed: {error}", args.name)));
         }
         if Instant::now() >= deadline {
-            let why = match (status.state.as_str(), status.last_error) {
-                ("failed" | "retrying", Some(e)) => format!("the sync is {}: {e}", status.state),
+            let why = match (status.state, status.last_error) {
+                (SyncState::Failed | SyncState::Retrying, Some(e)) => {
+                    format!("the sync is {}: {e}", status.state)
+                }
                 _ => "is belt-syncd running?".to_string(),
             };
             return Err(CliError::Failed(format!(
@@ -71,14 +72,6 @@ pub async fn kick(catalog: &mut Catalog, args: KickArgs) -> Result<ExitCode, Cli
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-#[derive(Serialize)]
-struct StatusRow {
-    sync: String,
-    phase: String,
-    #[serde(flatten)]
-    status: SyncStatus,
 }
 
 /// Prints the status of one sync, a group, or all; says on stderr whether the
@@ -107,11 +100,7 @@ pub async fn status(catalog: &mut Catalog, args: StatusArgs, listen: &str) -> Re
     let mut rows = Vec::new();
     for sync in names {
         let status = catalog.status(&sync)?;
-        rows.push(StatusRow {
-            sync,
-            phase: status.phase(),
-            status,
-        });
+        rows.push(StatusReport::new(sync, status));
     }
     if args.json && single {
         println!(

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 use tracing::info;
 
-use super::setup::{fail, Failure};
+use super::error::SyncError;
 use crate::catalog::{CatalogHandle, CopyPart};
 use crate::copy::{copy_chunk, estimate_rows, split_points, End, Range};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::TablePlan;
-use crate::pg::{connect, DbError, DbSpec};
+use crate::pg::{connect, DbSpec};
 
 /// Tables estimated above this many chunks are split into parts.
 const SPLIT_ABOVE_CHUNKS: i64 = 4;
@@ -39,14 +39,9 @@ struct Unit {
     part: CopyPart,
 }
 
-fn db_failure(e: DbError) -> Failure {
-    let t = e.is_transient();
-    fail(e, t)
-}
-
 impl CopyJob {
     /// Copies every part not copied yet; `Ok(false)` when stopped before the end.
-    pub async fn run(self) -> Result<bool, Failure> {
+    pub async fn run(self) -> Result<bool, SyncError> {
         let job = Arc::new(self);
         let queue = Arc::new(Mutex::new(job.plan().await?));
         let mut workers = Vec::new();
@@ -59,7 +54,7 @@ impl CopyJob {
             match w.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
-                Err(e) => result = Err((format!("copy worker failed: {e}"), true)),
+                Err(e) => result = Err(SyncError::from(e)),
             }
         }
         result?;
@@ -69,8 +64,8 @@ impl CopyJob {
 
     /// Plans each table's parts (once; a restart reuses the plan) and returns the
     /// parts still to copy.
-    async fn plan(&self) -> Result<VecDeque<Unit>, Failure> {
-        let from = connect(&self.from).await.map_err(db_failure)?;
+    async fn plan(&self) -> Result<VecDeque<Unit>, SyncError> {
+        let from = connect(&self.from).await?;
         let mut todo = VecDeque::new();
         for table in &self.tables {
             let (sync, schema, name) = (
@@ -81,8 +76,7 @@ impl CopyJob {
             let mut parts = self
                 .catalog
                 .call(move |c| c.copy_parts(&sync, &schema, &name))
-                .await
-                .map_err(|e| fail(e, true))?;
+                .await?;
             if parts.is_empty() {
                 parts = self.split(&from, table).await?;
                 let (sync, schema, name, planned) = (
@@ -93,8 +87,7 @@ impl CopyJob {
                 );
                 self.catalog
                     .call(move |c| c.plan_table_copy(&sync, &schema, &name, &planned))
-                    .await
-                    .map_err(|e| fail(e, true))?;
+                    .await?;
             }
             todo.extend(parts.into_iter().filter(|p| !p.done).map(|part| Unit {
                 table: table.clone(),
@@ -105,14 +98,10 @@ impl CopyJob {
     }
 
     /// Cuts a large integer-keyed table into one part per job.
-    async fn split(&self, from: &Client, table: &TablePlan) -> Result<Vec<CopyPart>, Failure> {
-        let total = estimate_rows(from, &self.from.name, table)
-            .await
-            .map_err(db_failure)?;
+    async fn split(&self, from: &Client, table: &TablePlan) -> Result<Vec<CopyPart>, SyncError> {
+        let total = estimate_rows(from, &self.from.name, table).await?;
         let points = if total > SPLIT_ABOVE_CHUNKS * self.chunk_rows {
-            split_points(from, &self.from.name, table, self.jobs)
-                .await
-                .map_err(db_failure)?
+            split_points(from, &self.from.name, table, self.jobs).await?
         } else {
             Vec::new()
         };
@@ -134,10 +123,10 @@ impl CopyJob {
             .collect())
     }
 
-    async fn work(&self, queue: &Mutex<VecDeque<Unit>>) -> Result<(), Failure> {
-        let mut from = connect(&self.from).await.map_err(db_failure)?;
-        let mut to = connect(&self.to).await.map_err(db_failure)?;
-        prepare_receiver(&to, &self.to.name).await.map_err(db_failure)?;
+    async fn work(&self, queue: &Mutex<VecDeque<Unit>>) -> Result<(), SyncError> {
+        let mut from = connect(&self.from).await?;
+        let mut to = connect(&self.to).await?;
+        prepare_receiver(&to, &self.to.name).await?;
         loop {
             let Some(unit) = queue.lock().expect("queue lock").pop_front() else {
                 return Ok(());
@@ -149,7 +138,7 @@ impl CopyJob {
     }
 
     /// Copies one part from its checkpoint on; `Ok(false)` when stopped.
-    async fn copy_part(&self, from: &mut Client, to: &mut Client, unit: Unit) -> Result<bool, Failure> {
+    async fn copy_part(&self, from: &mut Client, to: &mut Client, unit: Unit) -> Result<bool, SyncError> {
         let Unit { table, part } = unit;
         let mut after = part.last_key.clone();
         info!(sync = %self.sync, table = %table.table.display_name(), part = part.part, resume_after = ?after, "copying");
@@ -176,9 +165,7 @@ impl CopyJob {
                 range,
                 self.chunk_rows,
             );
-            let copied = crate::pg::within(self.stall, &both, &what, chunk)
-                .await
-                .map_err(db_failure)?;
+            let copied = crate::pg::within(self.stall, &both, &what, chunk).await?;
             crate::api::metrics::copied(&self.sync, copied.rows);
             let done = copied.last_key.is_none();
             let checkpoint = if done {
@@ -197,8 +184,7 @@ impl CopyJob {
                 .call(move |c| {
                     c.checkpoint_copy(&sync, &schema, &name, number, key.as_deref(), copied.rows, done)
                 })
-                .await
-                .map_err(|e| fail(e, true))?;
+                .await?;
             if done {
                 return Ok(true);
             }

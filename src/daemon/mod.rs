@@ -2,14 +2,18 @@
 //!
 //! The supervisor re-reads the catalog twice a second: it starts tasks for syncs
 //! that are resumed or whose setup was requested (`beltctl setup`), stops tasks of
-//! paused or removed ones, and forwards kicks. On
+//! paused or removed ones, and forwards kicks. A task that ends without being
+//! stopped (a panic) is reported in the sync's status and started again after a
+//! growing delay ([`restarts`]). On
 //! SIGTERM or SIGINT every task finishes the chunk it is applying (a round is never
 //! dropped mid-transaction) and the daemon exits 0.
 
 mod copy_job;
+mod error;
 mod notify;
 mod partitions;
 mod pickup;
+mod restarts;
 pub mod session;
 mod setup;
 mod sync_task;
@@ -24,9 +28,11 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, info_span, Instrument};
 
 use crate::api;
-use crate::catalog::{Catalog, CatalogError, CatalogHandle, SyncDef};
+use crate::catalog::{Catalog, CatalogError, CatalogHandle, CopyState, SyncDef, SyncState};
 use crate::config::Config;
+pub use error::SyncError;
 use notify::Notifier;
+use restarts::Restarts;
 use sync_task::SyncTask;
 
 /// How often the supervisor re-reads the catalog.
@@ -49,6 +55,7 @@ struct Running {
     def: watch::Sender<SyncDef>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    started: tokio::time::Instant,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, under systemd's notify protocol when
@@ -107,6 +114,7 @@ async fn supervise(
     info!(catalog = %config.catalog.display(), listen = %config.listen, "belt-syncd started");
     notifier.send("READY=1");
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut restarts = Restarts::default();
     let setups = Arc::new(Semaphore::new(config.setup_jobs));
     let tick = notifier
         .interval()
@@ -116,7 +124,7 @@ async fn supervise(
         let config = configs.borrow().clone();
         match catalog.call(|c| c.syncs()).await {
             Ok(syncs) => {
-                reconcile(&config, &setups, &catalog, &mut running, syncs).await;
+                reconcile(&config, &setups, &catalog, &mut running, &mut restarts, syncs).await;
                 notifier.pet_if_due();
             }
             Err(e) => error!(error = %crate::pg::error::render(&e), "cannot read catalog"),
@@ -147,11 +155,12 @@ async fn reconcile(
     setups: &Arc<Semaphore>,
     catalog: &CatalogHandle,
     running: &mut HashMap<String, Running>,
+    restarts: &mut Restarts,
     syncs: Vec<SyncDef>,
 ) {
     let wanted: HashMap<String, SyncDef> = syncs
         .into_iter()
-        .filter(|s| !s.paused && s.copy != "added")
+        .filter(|s| !s.paused && s.copy != CopyState::Added)
         .map(|s| (s.name.clone(), s))
         .collect();
     let gone: Vec<String> = running
@@ -164,11 +173,33 @@ async fn reconcile(
             let _ = r.stop.send(true);
             let _ = r.task.await;
             let n = name.clone();
-            let _ = catalog.call(move |c| c.set_state(&n, "paused", None)).await;
+            let _ = catalog
+                .call(move |c| c.set_state(&n, SyncState::Paused, None))
+                .await;
         }
     }
-    running.retain(|_, r| !r.task.is_finished());
+    // A task runs until it is stopped: one that ended on its own panicked.
+    let ended: Vec<String> = running
+        .iter()
+        .filter(|(_, r)| r.task.is_finished())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in ended {
+        let r = running.remove(&name).expect("present");
+        let ran = r.started.elapsed();
+        let why = restarts::why(r.task.await);
+        let (count, delay) = restarts.ended(&name, ran);
+        error!(sync = %name, %why, restarts = count, retry_in = ?delay, "sync task ended");
+        api::metrics::task_restart(&name);
+        let (n, message) = (name.clone(), format!("{why}; started again in {delay:?}"));
+        let _ = catalog
+            .call(move |c| c.set_state(&n, SyncState::Retrying, Some(&message)))
+            .await;
+    }
     for (name, def) in wanted {
+        if !running.contains_key(&name) && !restarts.may_start(&name) {
+            continue;
+        }
         if let Some(r) = running.get(&name) {
             let reconfigured = {
                 let cur = r.def.borrow();
@@ -209,6 +240,7 @@ async fn reconcile(
                 def: def_tx,
                 stop: stop_tx,
                 task: handle,
+                started: tokio::time::Instant::now(),
             },
         );
     }

@@ -7,34 +7,13 @@
 
 use tracing::info;
 
+use super::error::SyncError;
 use super::session::Session;
 use crate::capture::{self, TriggerMode};
 use crate::catalog::{CatalogError, CatalogHandle};
 use crate::pg::introspect::{describe_table, list_tables, TableName};
 use crate::pg::{connect, quote, DbError, DbSpec};
-use crate::schema::{self, SchemaError};
-
-/// Picking up a table failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PickupError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-}
-
-impl PickupError {
-    /// Whether trying again may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            PickupError::Db(e) => e.is_transient(),
-            PickupError::Schema(e) => e.is_transient(),
-            PickupError::Catalog(_) => true,
-        }
-    }
-}
+use crate::schema;
 
 /// Tables of the first source, in the sync's schema selection (`""`: every schema),
 /// that no sync of the catalog replicates from that database yet.
@@ -43,7 +22,7 @@ async fn new_tables(
     session: &Session,
     first: usize,
     schema: &str,
-) -> Result<Vec<TableName>, PickupError> {
+) -> Result<Vec<TableName>, SyncError> {
     let side = &session.sides[first];
     let filter = (!schema.is_empty()).then_some(schema);
     let present = list_tables(&side.client, &side.db, filter).await?;
@@ -74,7 +53,7 @@ pub async fn pick_up(
     specs: &[DbSpec; 2],
     first: usize,
     schema: &str,
-) -> Result<usize, PickupError> {
+) -> Result<usize, SyncError> {
     let tables = new_tables(catalog, session, first, schema).await?;
     for name in &tables {
         let from = &session.sides[first];

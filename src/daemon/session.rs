@@ -3,12 +3,13 @@
 
 use tokio::sync::mpsc;
 
+use super::error::SyncError;
 use crate::capture::{self, TriggerMode, KICK_CHANNEL};
 use crate::engine::echo::prepare_receiver;
-use crate::engine::{interleave, EngineError, Side, TablePlan};
+use crate::engine::{interleave, Side, TablePlan};
 use crate::pg::introspect::{all_sequences, TableName};
 use crate::pg::{connect, connect_listening, DbError, DbSpec};
-use crate::tables::{self, Selection, TableError};
+use crate::tables::{self, Selection};
 
 /// Live sessions of one sync.
 pub struct Session {
@@ -32,32 +33,6 @@ pub async fn shared_sequences(from: &Side, to: &Side) -> Result<Vec<TableName>, 
         .collect())
 }
 
-/// Why a session could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Tables(#[from] TableError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-}
-
-impl From<DbError> for SessionError {
-    fn from(e: DbError) -> Self {
-        SessionError::Engine(EngineError::Db(e))
-    }
-}
-
-impl SessionError {
-    /// Whether trying again later may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SessionError::Tables(TableError::Db(e)) => e.is_transient(),
-            SessionError::Tables(_) => false,
-            SessionError::Engine(e) => e.is_transient(),
-        }
-    }
-}
-
 impl Session {
     /// Connects both databases, checks the tables, sets receivers to replica mode,
     /// installs capture on the sources (and removes it from a database that is no
@@ -67,7 +42,7 @@ impl Session {
         sources: [bool; 2],
         tables: &[TableName],
         stall: std::time::Duration,
-    ) -> Result<Session, SessionError> {
+    ) -> Result<Session, SyncError> {
         let (notify, notifications) = mpsc::unbounded_channel();
         let mut clients = Vec::with_capacity(2);
         for i in 0..2 {

@@ -2,29 +2,20 @@
 //! schema (when the target has none of the tables), capture, position, initial copy
 //! (rule 6 lives in `crate::copy`), then indexes and foreign keys.
 //!
-//! The catalog's copy state records how far it got: `pending` → `schema` (belt is
-//! creating the target's schema and owes its indexes) → `copying` or
-//! `copying-schema` → `indexing` → `done`. The copy itself is a [`CopyJob`].
+//! The catalog's [`CopyState`] records how far it got; the copy itself is a
+//! [`CopyJob`].
 
 use tokio::sync::watch;
 use tracing::info;
 
 use super::copy_job::CopyJob;
+use super::error::SyncError;
 use super::session::Session;
-use crate::catalog::CatalogHandle;
+use crate::catalog::{CatalogHandle, CopyState, SyncState};
 use crate::engine::batch::current_snapshot;
 use crate::engine::TablePlan;
-use crate::pg::error::render;
 use crate::pg::{connect, DbSpec};
 use crate::schema;
-
-/// A failure: its text and whether retrying may help.
-pub type Failure = (String, bool);
-
-/// A failure from an error and whether retrying may help.
-pub fn fail(e: impl std::error::Error + 'static, transient: bool) -> Failure {
-    (render(&e), transient)
-}
 
 /// One sync's setup, as its task runs it.
 pub struct Setup<'a> {
@@ -43,60 +34,42 @@ impl Setup<'_> {
         (&self.specs[first], &self.specs[1 - first])
     }
 
-    async fn set(&self, copy: &'static str, state: &'static str) -> Result<(), Failure> {
+    async fn set(&self, copy: CopyState, state: SyncState) -> Result<(), SyncError> {
         let sync = self.sync.to_string();
         self.catalog
             .call(move |c| {
                 c.set_copy_state(&sync, copy)?;
                 c.set_state(&sync, state, None)
             })
-            .await
-            .map_err(|e| fail(e, true))
+            .await?;
+        Ok(())
     }
 
     /// Before the sync's sessions open: copies the schema when the target database has
     /// no tables. Returns the copy state to go on from.
-    pub async fn before_connect(&self, copy: &str) -> Result<String, Failure> {
-        if copy != "pending" && copy != "schema" {
-            return Ok(copy.to_string());
+    pub async fn before_connect(&self, copy: CopyState) -> Result<CopyState, SyncError> {
+        if !copy.before_schema() {
+            return Ok(copy);
         }
         let (from, to) = self.ends();
-        let mut dst = connect(to).await.map_err(|e| {
-            let t = e.is_transient();
-            fail(e, t)
-        })?;
-        let schema_failure = |e: schema::SchemaError| {
-            let t = e.is_transient();
-            fail(e, t)
-        };
-        if !schema::target_is_empty(&dst, &to.name)
-            .await
-            .map_err(schema_failure)?
-        {
-            return Ok(copy.to_string());
+        let mut dst = connect(to).await?;
+        if !schema::target_is_empty(&dst, &to.name).await? {
+            return Ok(copy);
         }
-        self.set("schema", "schema").await?;
-        let created = schema::copy_before(from, &mut dst, &to.name)
-            .await
-            .map_err(schema_failure)?;
+        self.set(CopyState::Schema, SyncState::Schema).await?;
+        let created = schema::copy_before(from, &mut dst, &to.name).await?;
         info!(sync = %self.sync, objects = created, "schema copied");
-        Ok("schema".into())
+        Ok(CopyState::Schema)
     }
 
     /// After the sessions opened (capture is installed): records the sources'
     /// positions, copies every table, builds what the schema copy left for after.
     /// `Ok(false)` when stopped before the end.
-    pub async fn after_connect(&self, copy: &str, session: &Session) -> Result<bool, Failure> {
-        let owes_indexes = matches!(copy, "schema" | "copying-schema" | "indexing");
-        if copy == "pending" || copy == "schema" {
+    pub async fn after_connect(&self, copy: CopyState, session: &Session) -> Result<bool, SyncError> {
+        if copy.before_schema() {
             let mut positions = Vec::new();
             for side in session.sides.iter().filter(|s| s.source) {
-                let snapshot = current_snapshot(&side.client, &side.db, None)
-                    .await
-                    .map_err(|e| {
-                        let t = e.is_transient();
-                        fail(e, t)
-                    })?;
+                let snapshot = current_snapshot(&side.client, &side.db, None).await?;
                 positions.push((side.db.clone(), snapshot));
             }
             let sync = self.sync.to_string();
@@ -106,19 +79,16 @@ impl Setup<'_> {
                         .iter()
                         .try_for_each(|(db, s)| c.set_position(&sync, db, s))
                 })
-                .await
-                .map_err(|e| fail(e, true))?;
+                .await?;
         }
         let (from, to) = self.ends();
-        if copy != "indexing" {
-            self.set(if owes_indexes { "copying-schema" } else { "copying" }, "copying")
-                .await?;
+        if copy != CopyState::Indexing {
+            self.set(copy.copying(), SyncState::Copying).await?;
             let sync = self.sync.to_string();
             let tables = self
                 .catalog
                 .call(move |c| c.relations(&sync))
-                .await
-                .map_err(|e| fail(e, true))?
+                .await?
                 .iter()
                 .map(|t| TablePlan::new(t, ""))
                 .collect();
@@ -138,19 +108,13 @@ impl Setup<'_> {
             }
             info!(sync = %self.sync, "initial copy done");
         }
-        if owes_indexes {
-            self.set("indexing", "indexing").await?;
-            let dst = connect(to).await.map_err(|e| {
-                let t = e.is_transient();
-                fail(e, t)
-            })?;
-            let built = schema::copy_after(from, &dst, &to.name).await.map_err(|e| {
-                let t = e.is_transient();
-                fail(e, t)
-            })?;
+        if copy.owes_indexes() {
+            self.set(CopyState::Indexing, SyncState::Indexing).await?;
+            let dst = connect(to).await?;
+            let built = schema::copy_after(from, &dst, &to.name).await?;
             info!(sync = %self.sync, objects = built, "indexes and foreign keys built");
         }
-        self.set("done", "replicating").await?;
+        self.set(CopyState::Done, SyncState::Replicating).await?;
         Ok(true)
     }
 }

@@ -7,13 +7,13 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{info, warn};
 
+use super::error::SyncError;
 use super::session::Session;
 use super::setup::Setup;
 use super::{partitions, pickup};
-use crate::catalog::{CatalogHandle, DirectionStatus, Role, RoundRecord, SyncDef};
+use crate::catalog::{CatalogHandle, CopyState, DirectionStatus, Role, RoundRecord, SyncDef, SyncState};
 use crate::config::Config;
 use crate::engine::clock::offset_ms;
-use crate::engine::conflict::BadStrategy;
 use crate::engine::drift;
 use crate::engine::round::pending;
 use crate::engine::TablePlan;
@@ -96,12 +96,17 @@ impl SyncTask {
             match self.run_connected(&name).await {
                 // Stopped, or reconnecting to take in tables picked up.
                 Ok(()) => continue,
-                Err((error, transient)) => {
+                Err(e) => {
+                    let (error, transient) = (e.render(), e.is_transient());
                     crate::api::metrics::error(&name);
                     if std::mem::take(&mut self.progressed) {
                         backoff = Duration::from_millis(500);
                     }
-                    let state = if transient { "retrying" } else { "failed" };
+                    let state = if transient {
+                        SyncState::Retrying
+                    } else {
+                        SyncState::Failed
+                    };
                     warn!(sync = %name, error = %error, retry_in = ?backoff, "sync {state}");
                     let err = error.clone();
                     let n = name.clone();
@@ -115,19 +120,19 @@ impl SyncTask {
             }
         }
         let n = name.clone();
-        let _ = self.catalog.call(move |c| c.set_state(&n, "stopped", None)).await;
+        let _ = self
+            .catalog
+            .call(move |c| c.set_state(&n, SyncState::Stopped, None))
+            .await;
         info!(sync = %name, "sync stopped");
     }
 
     /// Connects and runs rounds until stopped (Ok) or an error (its text and whether
     /// it is transient).
-    async fn run_connected(&mut self, name: &str) -> Result<(), (String, bool)> {
+    async fn run_connected(&mut self, name: &str) -> Result<(), SyncError> {
         let def = self.def.borrow().clone();
         let loaded = self.load(&def).await?;
-        let strategy: Strategy = def
-            .conflict
-            .parse()
-            .map_err(|e: BadStrategy| (e.to_string(), false))?;
+        let strategy = def.conflict;
         let mut opts = RoundOptions {
             atomic: true,
             chunk_keys: self.config.chunk_keys,
@@ -145,9 +150,12 @@ impl SyncTask {
             config: &self.config,
         };
         // Setups (schema, copy, indexes) run at most `setup_jobs` at a time.
-        let permit = if def.copy != "done" {
+        let permit = if def.copy != CopyState::Done {
             let n = name.to_string();
-            let _ = self.catalog.call(move |c| c.set_state(&n, "queued", None)).await;
+            let _ = self
+                .catalog
+                .call(move |c| c.set_state(&n, SyncState::Queued, None))
+                .await;
             let mut stop = self.stop.clone();
             tokio::select! {
                 permit = self.setups.clone().acquire_owned() => Some(permit.expect("semaphore open")),
@@ -156,7 +164,7 @@ impl SyncTask {
         } else {
             None
         };
-        let copy = setup.before_connect(&def.copy).await?;
+        let copy = setup.before_connect(def.copy).await?;
         let stall = self.config.stall_timeout();
         let both = crate::pg::deadline::either(&loaded.specs[0].name, &loaded.specs[1].name);
         let open = Session::open(
@@ -165,19 +173,17 @@ impl SyncTask {
             &loaded.tables,
             stall,
         );
-        let mut session = within(stall, &both, "connecting and installing capture", open)
-            .await
-            .map_err(|e| (render(&e), e.is_transient()))?;
+        let mut session = within(stall, &both, "connecting and installing capture", open).await?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");
         self.apply_stall_caps(&mut session.plans);
-        if copy != "done" && !setup.after_connect(&copy, &session).await? {
+        if copy != CopyState::Done && !setup.after_connect(copy, &session).await? {
             return Ok(()); // stopped during the copy; it resumes from its checkpoints
         }
         drop(permit);
         let n = name.to_string();
         let _ = self
             .catalog
-            .call(move |c| c.set_state(&n, "replicating", None))
+            .call(move |c| c.set_state(&n, SyncState::Replicating, None))
             .await;
         let first = crate::catalog::first_source(loaded.sources);
         let mut next_pickup = Instant::now();
@@ -185,15 +191,11 @@ impl SyncTask {
             if Instant::now() >= next_pickup {
                 next_pickup = Instant::now() + PICKUP_INTERVAL;
                 let follow = partitions::follow(name, &mut session);
-                within(stall, &both, "following partitions", follow)
-                    .await
-                    .map_err(|e| (render(&e), e.is_transient()))?;
+                within(stall, &both, "following partitions", follow).await?;
                 if let Some(schema) = def.tables_all.as_deref() {
                     let pick =
                         pickup::pick_up(&self.catalog, name, &mut session, &loaded.specs, first, schema);
-                    let picked = within(stall, &both, "picking up new tables", pick)
-                        .await
-                        .map_err(|e| (render(&e), e.is_transient()))?;
+                    let picked = within(stall, &both, "picking up new tables", pick).await?;
                     if picked > 0 {
                         return Ok(()); // reconnect: the new tables join the rounds
                     }
@@ -204,9 +206,7 @@ impl SyncTask {
             let stop = self.stop.clone();
             let started = Instant::now();
             let check = drift::check(&session.sides, &mut session.plans);
-            let drifts = within(stall, &both, "reading the tables' columns", check)
-                .await
-                .map_err(|e| (render(&e), e.is_transient()))?;
+            let drifts = within(stall, &both, "reading the tables' columns", check).await?;
             let plans: Vec<TablePlan> = session
                 .plans
                 .iter()
@@ -225,17 +225,15 @@ impl SyncTask {
             let result = match round {
                 Ok(r) => r,
                 Err(EngineError::ConflictAbort { conflicts }) => {
-                    let error = render(&EngineError::ConflictAbort {
-                        conflicts: conflicts.clone(),
-                    });
-                    self.record_conflicts(name, &session, strategy, conflicts).await;
-                    return Err((error, false));
+                    self.record_conflicts(name, &session, strategy, conflicts.clone())
+                        .await;
+                    return Err(EngineError::ConflictAbort { conflicts }.into());
                 }
                 Err(e @ EngineError::RoundStalled { .. }) => {
                     warn!(sync = %name, rounds = CHUNKED_AFTER_STALL, "round stalled: the next rounds go in chunks");
                     self.chunked_rounds = CHUNKED_AFTER_STALL;
                     self.progressed = true;
-                    return Err((render(&e), true));
+                    return Err(e.into());
                 }
                 Err(e @ EngineError::ChunkStalled { .. }) => {
                     if let EngineError::ChunkStalled { table, keys, .. } = &e {
@@ -243,9 +241,9 @@ impl SyncTask {
                         self.stall_caps.insert(table.clone(), (keys / 8).max(1));
                     }
                     self.progressed = true; // a smaller chunk is a new try, not the same one
-                    return Err((render(&e), true));
+                    return Err(e.into());
                 }
-                Err(e) => return Err((render(&e), e.is_transient())),
+                Err(e) => return Err(e.into()),
             };
             self.relax_stall_caps(&mut session.plans);
             self.chunked_rounds = self.chunked_rounds.saturating_sub(1);
@@ -264,18 +262,13 @@ impl SyncTask {
             }
             if !result.parked.is_empty() {
                 let (n, parked) = (name.to_string(), result.parked.clone());
-                self.catalog
-                    .call(move |c| c.record_parked(&n, &parked))
-                    .await
-                    .map_err(|e| (render(&e), true))?;
+                self.catalog.call(move |c| c.record_parked(&n, &parked)).await?;
             }
             let Some(new_positions) = result.positions.clone() else {
                 return Ok(()); // stopped between chunks
             };
             let measured = self.measure(&session, kick, &result, conflicts);
-            let record = within(stall, &both, "counting pending changes", measured)
-                .await
-                .map_err(|e| (render(&e), e.is_transient()))?;
+            let record = within(stall, &both, "counting pending changes", measured).await?;
             let directions = record.directions.clone();
             let (n, dbs) = (
                 name.to_string(),
@@ -291,8 +284,7 @@ impl SyncTask {
                     }
                     c.round_done(&n, &record)
                 })
-                .await
-                .map_err(|e| (render(&e), true))?;
+                .await?;
             positions = new_positions;
             self.progressed = true;
             if !drifts.is_empty() || !result.stopped.is_empty() {
@@ -313,7 +305,7 @@ impl SyncTask {
                 let n = name.to_string();
                 let _ = self
                     .catalog
-                    .call(move |c| c.set_state(&n, "replicating", Some(&message)))
+                    .call(move |c| c.set_state(&n, SyncState::Replicating, Some(&message)))
                     .await;
             }
             crate::api::metrics::round(
@@ -410,10 +402,11 @@ impl SyncTask {
         }
     }
 
-    async fn load(&self, def: &SyncDef) -> Result<Loaded, (String, bool)> {
-        let pair = def
-            .pair()
-            .map_err(|e| (format!("sync '{}': {e}", def.name), false))?;
+    async fn load(&self, def: &SyncDef) -> Result<Loaded, SyncError> {
+        let pair = def.pair().map_err(|problem| SyncError::Definition {
+            sync: def.name.clone(),
+            problem,
+        })?;
         let dbs = [pair[0].db.clone(), pair[1].db.clone()];
         let sources = [pair[0].role == Role::Source, pair[1].role == Role::Source];
         let name = def.name.clone();
@@ -430,7 +423,7 @@ impl SyncTask {
                     })
                     .collect();
                 let positions = [c.position(&name, &dbs[0])?, c.position(&name, &dbs[1])?];
-                Ok(Loaded {
+                Ok::<_, crate::catalog::CatalogError>(Loaded {
                     specs,
                     sources,
                     tables,
@@ -438,7 +431,7 @@ impl SyncTask {
                 })
             })
             .await
-            .map_err(|e: crate::catalog::CatalogError| (render(&e), true))
+            .map_err(SyncError::from)
     }
 
     /// Waits for a notification, a kick, the poll timer or a stop request.

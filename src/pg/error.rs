@@ -80,10 +80,15 @@ pub fn is_transient_pg(e: &tokio_postgres::Error) -> bool {
     let Some(code) = e.code() else {
         return true; // I/O, closed connection, timeout
     };
+    if code == &SqlState::LOCK_NOT_AVAILABLE {
+        return true; // a lock timeout: the application held the row
+    }
+    // Class 55 (an object not in the state the statement needs: wal_level, a
+    // sequence not yet used, …) stays so until someone changes it.
     let class = &code.code()[..2];
     !matches!(
         class,
-        "0A" | "22" | "23" | "28" | "2B" | "3D" | "3F" | "42" | "44" | "P0"
+        "0A" | "22" | "23" | "28" | "2B" | "3D" | "3F" | "42" | "44" | "55" | "P0"
     )
 }
 
