@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use super::output::print_rows;
 use super::CliError;
 use crate::catalog::Catalog;
-use crate::engine::TablePlan;
-use crate::pg::{connect, quote, DbError};
+use crate::engine::park;
+use crate::pg::connect;
 
 /// Lists a sync's parked keys with the database error.
 pub fn list(catalog: &Catalog, sync: &str, json: bool) -> Result<ExitCode, CliError> {
@@ -47,29 +47,9 @@ pub async fn retry(catalog: &mut Catalog, sync: &str) -> Result<ExitCode, CliErr
                     p.schema, p.table
                 ))
             })?;
-        let plan = TablePlan::new(table, "");
         let spec = catalog.require_db(&p.from_db)?;
         let client = connect(&spec).await?;
-        let delta: String = client
-            .query_one("select belt.delta_name($1, $2)", &[&p.schema, &p.table])
-            .await
-            .map_err(|e| DbError::query(&spec.name, "find delta table", e))?
-            .get(0);
-        client
-            .batch_execute(&format!(
-                "insert into {} ({}) values ({}); select pg_notify('belt_kick', '')",
-                quote::qualified("belt", &delta),
-                plan.key_list(),
-                plan.key_values(&p.key)
-            ))
-            .await
-            .map_err(|e| {
-                DbError::query(
-                    &spec.name,
-                    format!("re-queue a key of {}.{}", p.schema, p.table),
-                    e,
-                )
-            })?;
+        park::requeue(&client, &spec.name, table, &p.key).await?;
         catalog.unpark(record.id)?;
     }
     println!("re-queued {} parked key(s) of sync '{sync}'", parked.len());

@@ -86,3 +86,30 @@ pub fn failed_db<'a>(dbs: [&'a str; 2], error: &EngineError) -> &'a str {
         _ => dbs[1],
     }
 }
+
+/// Puts `key` of `table` back in the delta table of the database it came from
+/// (`client`, named `db`), and wakes the daemon: the next round tries it again.
+pub async fn requeue(
+    client: &tokio_postgres::Client,
+    db: &str,
+    table: &crate::pg::introspect::TableInfo,
+    key: &[String],
+) -> Result<(), DbError> {
+    let what = format!("re-queue a key of {}", table.display_name());
+    let delta: String = client
+        .query_one("select belt.delta_name($1, $2)", &[&table.schema, &table.name])
+        .await
+        .map_err(|e| DbError::query(db, what.clone(), e))?
+        .get(0);
+    let plan = TablePlan::new(table, &delta);
+    client
+        .batch_execute(&format!(
+            "insert into {} ({}) values ({}); select pg_notify({}, '')",
+            plan.delta_sql(),
+            plan.key_list(),
+            plan.key_values(key),
+            crate::pg::quote::literal(crate::capture::KICK_CHANNEL),
+        ))
+        .await
+        .map_err(|e| DbError::query(db, what, e))
+}
