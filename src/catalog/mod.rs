@@ -38,6 +38,12 @@ pub enum CatalogError {
     NotFound { kind: &'static str, name: String },
     #[error("a {kind} named '{name}' already exists; remove it first or pick another name")]
     Exists { kind: &'static str, name: String },
+    #[error(
+        "table {table} of database '{db}' is already replicated from there by sync '{sync}': \
+         a table's changes on one database can feed only one sync (its delta table is \
+         emptied as it is applied); leave the table out with --tables"
+    )]
+    SharedCapture { table: String, db: String, sync: String },
     #[error("database '{db}' is used by sync '{sync}'; remove the sync first")]
     InUse { db: String, sync: String },
     #[error("catalog {path} has schema version {found}, newer than this belt ({supported}); upgrade belt")]

@@ -179,6 +179,7 @@ impl Catalog {
                 name: sync.name.clone(),
             });
         }
+        self.refuse_shared_capture(sync, tables)?;
         let path = self.path.clone();
         let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin add sync"))?;
@@ -222,6 +223,36 @@ impl Catalog {
             kind: "sync",
             name: name.to_string(),
         })
+    }
+
+    /// One sync per table and source database: a delta table is consumed (and
+    /// emptied) by one sync, so a second sync reading it would lose changes.
+    pub fn refuse_shared_capture(&self, def: &SyncDef, tables: &[TableInfo]) -> Result<(), CatalogError> {
+        for other in self.syncs()?.into_iter().filter(|o| o.name != def.name) {
+            let other_tables = self.relations(&other.name)?;
+            for m in def.members.iter().filter(|m| m.role == Role::Source) {
+                if !other
+                    .members
+                    .iter()
+                    .any(|o| o.db == m.db && o.role == Role::Source)
+                {
+                    continue;
+                }
+                if let Some(t) = tables.iter().find(|t| {
+                    t.key.is_some()
+                        && other_tables
+                            .iter()
+                            .any(|o| o.schema == t.schema && o.name == t.name)
+                }) {
+                    return Err(CatalogError::SharedCapture {
+                        table: t.display_name(),
+                        db: m.db.clone(),
+                        sync: other.name,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every sync, by name.

@@ -80,41 +80,8 @@ async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Resul
         def.copy != CopyState::Done,
     )
     .await?;
-    refuse_shared_capture(catalog, def, &tables)?;
+    catalog.refuse_shared_capture(def, &tables)?;
     Ok(tables)
-}
-
-/// One sync per table and source database: a delta table is consumed (and emptied)
-/// by one sync, so a second sync reading it would lose changes.
-fn refuse_shared_capture(catalog: &Catalog, def: &SyncDef, tables: &[TableInfo]) -> Result<(), CliError> {
-    for other in catalog.syncs()?.into_iter().filter(|o| o.name != def.name) {
-        let other_tables = catalog.relations(&other.name)?;
-        for m in def.members.iter().filter(|m| m.role == Role::Source) {
-            if !other
-                .members
-                .iter()
-                .any(|o| o.db == m.db && o.role == Role::Source)
-            {
-                continue;
-            }
-            if let Some(t) = tables.iter().find(|t| {
-                t.key.is_some()
-                    && other_tables
-                        .iter()
-                        .any(|o| o.schema == t.schema && o.name == t.name)
-            }) {
-                return Err(CliError::Usage(format!(
-                    "table {} of database '{}' is already replicated from there by sync '{}': \
-                     a table's changes on one database can feed only one sync (its delta table \
-                     is emptied as it is applied); leave the table out with --tables",
-                    t.display_name(),
-                    m.db,
-                    other.name
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn parse_selection(args: &AddSyncArgs) -> Selection {
