@@ -1,5 +1,5 @@
-//! The migration workflow around replication: checks before it starts (and, with the
-//! cutover issue, the cutover and failback themselves).
+//! The migration workflow around replication: checks before it starts, and the
+//! cutover and failback themselves (`switch`).
 
 pub mod always;
 pub mod constraints;
@@ -7,3 +7,4 @@ pub mod logins;
 pub mod precheck;
 pub mod privileges;
 pub mod roles;
+pub mod switch;
