@@ -138,26 +138,16 @@ struct Switch<'a> {
 
 impl Switch<'_> {
     async fn gates(&mut self, report: &mut dyn FnMut(Progress)) -> Result<(), SwitchError> {
-        let t = Instant::now();
-        gate(report, "tables", t, self.coverage().await)?;
-        let t = Instant::now();
-        gate(report, "fence", t, self.fence().await)?;
-        let t = Instant::now();
-        gate(report, "drain", t, self.drain().await)?;
-        let t = Instant::now();
-        gate(report, "capture on the new side", t, self.capture().await)?;
-        let t = Instant::now();
-        gate(report, "sequences", t, self.sequences().await)?;
-        let t = Instant::now();
-        gate(report, "key-less tables", t, self.keyless().await)?;
-        let t = Instant::now();
-        gate(report, "constraints", t, self.constraints().await)?;
-        let t = Instant::now();
-        gate(report, "verify", t, self.verify().await)?;
-        let t = Instant::now();
-        gate(report, "analyze", t, self.analyze().await)?;
-        let t = Instant::now();
-        gate(report, "switch", t, self.switch_roles().await)
+        gate(report, "tables", self.coverage()).await?;
+        gate(report, "fence", self.fence()).await?;
+        gate(report, "drain", self.drain()).await?;
+        gate(report, "capture on the new side", self.capture()).await?;
+        gate(report, "sequences", self.sequences()).await?;
+        gate(report, "key-less tables", self.keyless()).await?;
+        gate(report, "constraints", self.constraints()).await?;
+        gate(report, "verify", self.verify()).await?;
+        gate(report, "analyze", self.analyze()).await?;
+        gate(report, "switch", self.switch_roles()).await
     }
 
     /// Every table of both databases is replicated by a sync between them, or
@@ -368,13 +358,14 @@ impl Switch<'_> {
     }
 }
 
-/// Reports a gate's outcome and time; a failure names the gate.
-fn gate(
+/// Runs a gate and reports its outcome and time; a failure names the gate.
+async fn gate(
     report: &mut dyn FnMut(Progress),
     name: &'static str,
-    started: Instant,
-    result: Result<(), SwitchError>,
+    step: impl std::future::Future<Output = Result<(), SwitchError>>,
 ) -> Result<(), SwitchError> {
+    let started = Instant::now();
+    let result = step.await;
     report(Progress::Gate {
         name,
         ok: result.is_ok(),
