@@ -10,9 +10,9 @@ use super::output::print_rows;
 use super::CliError;
 use crate::catalog::{Catalog, Role};
 use crate::engine::TablePlan;
-use crate::pg::introspect::all_sequences;
-use crate::pg::{connect, quote, DbError};
+use crate::pg::connect;
 use crate::verify::coverage::{uncovered, Uncovered};
+use crate::verify::sequences::{verify_sequences, SequenceVerdict};
 use crate::verify::{verify_table, Sides, TableVerdict, VERIFY_CHUNK_ROWS};
 
 /// Arguments of `beltctl verify`.
@@ -22,17 +22,6 @@ pub struct VerifyArgs {
     pub name: String,
     #[arg(long)]
     pub json: bool,
-}
-
-/// A sequence on both sides.
-#[derive(Debug, Serialize)]
-struct SequenceVerdict {
-    sequence: String,
-    source: i64,
-    /// `None`: the target has no such sequence.
-    target: Option<i64>,
-    /// The target hands out no value the source already used.
-    ok: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,24 +75,8 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
     )
     .await?;
     report.equal &= report.unreplicated.is_empty();
-    // Every sequence, owned by a column or called by the application itself.
-    let there = all_sequences(&dst, &dst_spec.name).await?;
-    for seq in all_sequences(&src, &src_spec.name).await? {
-        let name = quote::qualified(&seq.schema, &seq.name);
-        let a = last_used(&src, &src_spec.name, &name).await?;
-        let b = match there.contains(&seq) {
-            true => Some(last_used(&dst, &dst_spec.name, &name).await?),
-            false => None,
-        };
-        let ok = b.is_some_and(|b| b >= a);
-        report.equal &= ok;
-        report.sequences.push(SequenceVerdict {
-            sequence: format!("{}.{}", seq.schema, seq.name),
-            source: a,
-            target: b,
-            ok,
-        });
-    }
+    report.sequences = verify_sequences((&src, &src_spec.name), (&dst, &dst_spec.name)).await?;
+    report.equal &= report.sequences.iter().all(|q| q.ok);
     if args.json {
         println!(
             "{}",
@@ -148,15 +121,4 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The last value a sequence handed out (one below its start when never used).
-async fn last_used(c: &tokio_postgres::Client, db: &str, sequence: &str) -> Result<i64, DbError> {
-    c.query_one(
-        &format!("select case when is_called then last_value else last_value - 1 end from {sequence}"),
-        &[],
-    )
-    .await
-    .map(|r| r.get(0))
-    .map_err(|e| DbError::query(db, format!("read sequence {sequence}"), e))
 }

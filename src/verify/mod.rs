@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 pub mod coverage;
+pub mod sequences;
 
 use crate::engine::TablePlan;
 use crate::pg::{quote, DbError};
