@@ -163,6 +163,8 @@ pub enum CliError {
     Db(#[from] DbError),
     #[error(transparent)]
     Tables(#[from] TableError),
+    #[error(transparent)]
+    AddSync(#[from] crate::migrate::add_sync::AddSyncError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

@@ -17,9 +17,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Deserialize;
 
-use super::sync::{self, AddSyncArgs, UpdateSyncArgs};
+use super::sync::{self, UpdateSyncArgs};
 use super::CliError;
 use crate::catalog::Catalog;
+use crate::migrate::add_sync::add_sync;
 use crate::pg::DbSpec;
 
 /// Arguments of `beltctl apply`.
@@ -156,22 +157,25 @@ pub async fn apply(catalog: &mut Catalog, args: ApplyArgs) -> Result<ExitCode, C
     for (name, entry) in &plan.syncs {
         let dbs = entry.dbs.joined();
         let Some(old) = catalog.sync(name)? else {
-            let add = AddSyncArgs {
-                name: name.clone(),
-                dbs,
-                tables: entry
-                    .tables
-                    .as_ref()
-                    .map(OneOrMany::joined)
-                    .unwrap_or_else(|| "all".into()),
-                schema: entry.schema.clone(),
-                conflict: entry.conflict.clone().unwrap_or_else(|| "latest".into()),
-                group: entry.group.clone(),
-                no_copy: !entry.copy,
-            };
-            sync::add(catalog, add)
+            let tables = entry
+                .tables
+                .as_ref()
+                .map_or_else(|| "all".into(), OneOrMany::joined);
+            let conflict = entry.conflict.as_deref().unwrap_or("latest");
+            let (def, selection) = sync::sync_def(
+                name,
+                &dbs,
+                &tables,
+                entry.schema.as_deref(),
+                conflict,
+                entry.group.as_deref(),
+                entry.copy,
+            )
+            .map_err(|e| at(name, crate::pg::error::render(&e)))?;
+            let tables = add_sync(catalog, &def, &selection)
                 .await
                 .map_err(|e| at(name, crate::pg::error::render(&e)))?;
+            sync::report_added(&def, &tables);
             continue;
         };
         let old_dbs = old

@@ -8,11 +8,10 @@ use serde::Serialize;
 use super::output::print_rows;
 use super::CliError;
 use crate::catalog::{Catalog, CopyState, Member, Role, SyncDef};
-use crate::engine::echo::check_receiver;
 use crate::engine::Strategy;
-use crate::pg::connect;
+use crate::migrate::add_sync::{add_sync, check_sync};
 use crate::pg::introspect::{TableInfo, TableName};
-use crate::tables::{self, Selection};
+use crate::tables::Selection;
 
 /// Arguments of `beltctl add sync`.
 #[derive(Debug, Args)]
@@ -59,40 +58,15 @@ fn parse_members(text: &str) -> Result<Vec<Member>, CliError> {
     Ok(members)
 }
 
-/// Connects the sync's databases and checks what it needs on each: the tables, and
-/// on each receiving side the right to apply without echo. Changes nothing.
-async fn check(catalog: &Catalog, def: &SyncDef, selection: &Selection) -> Result<Vec<TableInfo>, CliError> {
-    let pair = def.pair().map_err(|e| CliError::Usage(format!("--dbs: {e}")))?;
-    let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
-    let clients = [connect(&specs[0]).await?, connect(&specs[1]).await?];
-    for i in 0..2 {
-        if pair[1 - i].role == Role::Source {
-            check_receiver(&clients[i], &specs[i].name).await?;
-        }
-    }
-    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
-    let tables = tables::resolve(
-        &clients[s],
-        &specs[s].name,
-        &clients[1 - s],
-        &specs[1 - s].name,
-        selection,
-        def.copy != CopyState::Done,
-    )
-    .await?;
-    catalog.refuse_shared_capture(def, &tables)?;
-    Ok(tables)
-}
-
-fn parse_selection(args: &AddSyncArgs) -> Selection {
-    if args.tables.trim() == "all" {
+fn parse_selection(tables: &str, schema: Option<&str>) -> Selection {
+    if tables.trim() == "all" {
         return Selection::All {
-            schema: args.schema.clone(),
+            schema: schema.map(str::to_string),
         };
     }
-    let schema = args.schema.as_deref().unwrap_or("public");
+    let schema = schema.unwrap_or("public");
     Selection::Listed(
-        args.tables
+        tables
             .split(',')
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -101,35 +75,50 @@ fn parse_selection(args: &AddSyncArgs) -> Selection {
     )
 }
 
-/// Checks the sync's databases and tables, then stores it. Changes no database.
-pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, CliError> {
-    let members = parse_members(&args.dbs)?;
-    if catalog.sync(&args.name)?.is_some() {
-        return Err(crate::catalog::CatalogError::Exists {
-            kind: "sync",
-            name: args.name.clone(),
-        }
-        .into());
-    }
+/// A sync as `beltctl add sync` and plan files describe it — `dbs` as `A:source,B:target`,
+/// `tables` as `all` or a list — and the tables it asks for.
+pub(super) fn sync_def(
+    name: &str,
+    dbs: &str,
+    tables: &str,
+    schema: Option<&str>,
+    conflict: &str,
+    group: Option<&str>,
+    copy: bool,
+) -> Result<(SyncDef, Selection), CliError> {
     let def = SyncDef {
-        name: args.name.clone(),
-        members,
-        conflict: args
-            .conflict
+        name: name.to_string(),
+        members: parse_members(dbs)?,
+        conflict: conflict
             .parse()
             .map_err(|e: crate::engine::conflict::BadStrategy| CliError::Usage(e.to_string()))?,
-        group: args.group.clone(),
+        group: group.map(str::to_string),
         paused: false,
         kick_seq: 0,
-        copy: if args.no_copy {
-            CopyState::Done
-        } else {
-            CopyState::Added
-        },
-        tables_all: (args.tables.trim() == "all").then(|| args.schema.clone().unwrap_or_default()),
+        copy: if copy { CopyState::Added } else { CopyState::Done },
+        tables_all: (tables.trim() == "all").then(|| schema.unwrap_or_default().to_string()),
     };
-    let tables = check(catalog, &def, &parse_selection(&args)).await?;
-    catalog.add_sync(&def, &tables)?;
+    Ok((def, parse_selection(tables, schema)))
+}
+
+/// Checks the sync's databases and tables, then stores it. Changes no database.
+pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, CliError> {
+    let (def, selection) = sync_def(
+        &args.name,
+        &args.dbs,
+        &args.tables,
+        args.schema.as_deref(),
+        &args.conflict,
+        args.group.as_deref(),
+        !args.no_copy,
+    )?;
+    let tables = add_sync(catalog, &def, &selection).await?;
+    report_added(&def, &tables);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says what was added, what to run next, and which tables are not captured.
+pub(super) fn report_added(def: &SyncDef, tables: &[TableInfo]) {
     let keyed = tables.iter().filter(|t| t.key.is_some()).count();
     println!(
         "added sync '{}': {}, {keyed} tables replicated",
@@ -149,7 +138,6 @@ pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, C
             t.display_name()
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]
@@ -258,7 +246,7 @@ pub async fn update(catalog: &mut Catalog, args: UpdateSyncArgs) -> Result<ExitC
             name: t.name,
         })
         .collect();
-    check(catalog, &def, &Selection::Listed(tables)).await?;
+    check_sync(catalog, &def, &Selection::Listed(tables)).await?;
     catalog.set_members(&def.name, &def.members)?;
     println!("sync '{}' is now {}", def.name, describe_members(&def.members));
     Ok(ExitCode::SUCCESS)

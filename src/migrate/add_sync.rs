@@ -1,0 +1,71 @@
+//! Adding a sync: connect its databases, check what it needs on each (the tables,
+//! and on each receiving side the right to apply without echo), then store it. The
+//! CLI's `add sync`, `update sync` and plan files all come through here.
+
+use crate::catalog::{Catalog, CatalogError, CopyState, Role, SyncDef};
+use crate::engine::echo::check_receiver;
+use crate::pg::connect;
+use crate::pg::introspect::TableInfo;
+use crate::pg::DbError;
+use crate::tables::{self, Selection, TableError};
+
+/// Why a sync could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddSyncError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Tables(#[from] TableError),
+    /// The databases do not make a sync (`--dbs`).
+    #[error("--dbs: {0}")]
+    Members(String),
+}
+
+/// Checks the sync's databases and tables and returns the tables it would
+/// replicate. Changes nothing.
+pub async fn check_sync(
+    catalog: &Catalog,
+    def: &SyncDef,
+    selection: &Selection,
+) -> Result<Vec<TableInfo>, AddSyncError> {
+    let pair = def.pair().map_err(AddSyncError::Members)?;
+    let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
+    let clients = [connect(&specs[0]).await?, connect(&specs[1]).await?];
+    for i in 0..2 {
+        if pair[1 - i].role == Role::Source {
+            check_receiver(&clients[i], &specs[i].name).await?;
+        }
+    }
+    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
+    let tables = tables::resolve(
+        &clients[s],
+        &specs[s].name,
+        &clients[1 - s],
+        &specs[1 - s].name,
+        selection,
+        def.copy != CopyState::Done,
+    )
+    .await?;
+    catalog.refuse_shared_capture(def, &tables)?;
+    Ok(tables)
+}
+
+/// Checks the sync, then stores it with its tables. Changes no database.
+pub async fn add_sync(
+    catalog: &mut Catalog,
+    def: &SyncDef,
+    selection: &Selection,
+) -> Result<Vec<TableInfo>, AddSyncError> {
+    if catalog.sync(&def.name)?.is_some() {
+        return Err(CatalogError::Exists {
+            kind: "sync",
+            name: def.name.clone(),
+        }
+        .into());
+    }
+    let tables = check_sync(catalog, def, selection).await?;
+    catalog.add_sync(def, &tables)?;
+    Ok(tables)
+}
