@@ -164,7 +164,7 @@ pub enum CliError {
     #[error(transparent)]
     Tables(#[from] TableError),
     #[error(transparent)]
-    AddSync(#[from] crate::migrate::add_sync::AddSyncError),
+    Workflow(#[from] crate::migrate::WorkflowError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

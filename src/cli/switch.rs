@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::catalog::Catalog;
-use crate::migrate::switch::{switch as run_switch, Outcome, Progress, SwitchError};
+use crate::migrate::switch::{switch as run_switch, Outcome, Progress};
 use crate::pg::error::render;
 
 /// Arguments of `beltctl cutover` and `beltctl failback`.
@@ -69,13 +69,7 @@ async fn switch(catalog: &mut Catalog, args: SwitchArgs, to_index: usize) -> Res
         &args.exclude,
         &mut report,
     )
-    .await
-    .map_err(|e| match e {
-        SwitchError::Db(e) => CliError::Db(e),
-        SwitchError::Catalog(e) => CliError::Catalog(e),
-        SwitchError::Sync(e) => CliError::Usage(e),
-        SwitchError::Gate(e) => CliError::Failed(e),
-    })?;
+    .await?;
     match outcome {
         Outcome::Already { db } => {
             println!("'{db}' is authoritative already: nothing to do");

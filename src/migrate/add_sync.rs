@@ -2,26 +2,12 @@
 //! and on each receiving side the right to apply without echo), then store it. The
 //! CLI's `add sync`, `update sync` and plan files all come through here.
 
+use super::WorkflowError;
 use crate::catalog::{Catalog, CatalogError, CopyState, Role, SyncDef};
 use crate::engine::echo::check_receiver;
 use crate::pg::connect;
 use crate::pg::introspect::TableInfo;
-use crate::pg::DbError;
-use crate::tables::{self, Selection, TableError};
-
-/// Why a sync could not be added.
-#[derive(Debug, thiserror::Error)]
-pub enum AddSyncError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Tables(#[from] TableError),
-    /// The databases do not make a sync (`--dbs`).
-    #[error("--dbs: {0}")]
-    Members(String),
-}
+use crate::tables::{self, Selection};
 
 /// Checks the sync's databases and tables and returns the tables it would
 /// replicate. Changes nothing.
@@ -29,8 +15,8 @@ pub async fn check_sync(
     catalog: &Catalog,
     def: &SyncDef,
     selection: &Selection,
-) -> Result<Vec<TableInfo>, AddSyncError> {
-    let pair = def.pair().map_err(AddSyncError::Members)?;
+) -> Result<Vec<TableInfo>, WorkflowError> {
+    let pair = def.pair().map_err(WorkflowError::Sync)?;
     let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
     let clients = [connect(&specs[0]).await?, connect(&specs[1]).await?];
     for i in 0..2 {
@@ -57,7 +43,7 @@ pub async fn add_sync(
     catalog: &mut Catalog,
     def: &SyncDef,
     selection: &Selection,
-) -> Result<Vec<TableInfo>, AddSyncError> {
+) -> Result<Vec<TableInfo>, WorkflowError> {
     if catalog.sync(&def.name)?.is_some() {
         return Err(CatalogError::Exists {
             kind: "sync",

@@ -9,3 +9,21 @@ pub mod precheck;
 pub mod privileges;
 pub mod roles;
 pub mod switch;
+
+/// Why a migration step (adding a sync, a cutover or failback) could not run, or
+/// which of its checks stopped it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error(transparent)]
+    Db(#[from] crate::pg::DbError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Tables(#[from] crate::tables::TableError),
+    /// The sync's databases do not make a sync (`--dbs`).
+    #[error("--dbs: {0}")]
+    Sync(String),
+    /// A gate of a cutover or failback found what stops it.
+    #[error("{0}")]
+    Gate(String),
+}

@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::WorkflowError;
 use crate::capture::{self, TriggerMode};
-use crate::catalog::{Catalog, CatalogError, Member, Role};
+use crate::catalog::{Catalog, Member, Role};
 use crate::copy::{copy_chunk, End, Range};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{sequences, Side, TablePlan};
@@ -21,24 +22,9 @@ use crate::migrate::constraints::{validate_like, ConstraintError};
 use crate::migrate::logins::{application_roles, set_login, terminate};
 use crate::pg::error::render;
 use crate::pg::introspect::{all_sequences, TableName};
-use crate::pg::{connect, DbError, DbSpec};
+use crate::pg::{connect, DbSpec};
 use crate::verify::coverage::uncovered;
 use crate::verify::{verify_table, Sides, VERIFY_CHUNK_ROWS};
-
-/// Why a switch could not run, or which gate stopped it.
-#[derive(Debug, thiserror::Error)]
-pub enum SwitchError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    /// The sync's definition does not make a pair of databases.
-    #[error("{0}")]
-    Sync(String),
-    /// A gate found what stops the switch.
-    #[error("{0}")]
-    Gate(String),
-}
 
 /// What a switch tells as it goes.
 #[derive(Debug)]
@@ -64,8 +50,8 @@ pub enum Outcome {
     /// whether its fenced logins came back (how many roles).
     Stopped {
         from: String,
-        error: SwitchError,
-        restored: Result<usize, SwitchError>,
+        error: WorkflowError,
+        restored: Result<usize, WorkflowError>,
     },
 }
 
@@ -78,9 +64,9 @@ pub async fn switch(
     timeout: Duration,
     exclude: &[String],
     report: &mut dyn FnMut(Progress),
-) -> Result<Outcome, SwitchError> {
+) -> Result<Outcome, WorkflowError> {
     let def = catalog.require_sync(sync)?;
-    let pair = def.pair().map_err(SwitchError::Sync)?;
+    let pair = def.pair().map_err(WorkflowError::Sync)?;
     let (to_db, from_db) = (pair[to_index].db.clone(), pair[1 - to_index].db.clone());
     let (authority, switching) = catalog.authority(&def.name)?;
     let current = authority.unwrap_or_else(|| pair[0].db.clone());
@@ -137,7 +123,7 @@ struct Switch<'a> {
 }
 
 impl Switch<'_> {
-    async fn gates(&mut self, report: &mut dyn FnMut(Progress)) -> Result<(), SwitchError> {
+    async fn gates(&mut self, report: &mut dyn FnMut(Progress)) -> Result<(), WorkflowError> {
         gate(report, "tables", self.coverage()).await?;
         gate(report, "fence", self.fence()).await?;
         gate(report, "drain", self.drain()).await?;
@@ -152,7 +138,7 @@ impl Switch<'_> {
 
     /// Every table of both databases is replicated by a sync between them, or
     /// excluded by name: a switch must not leave a table behind unsaid.
-    async fn coverage(&mut self) -> Result<(), SwitchError> {
+    async fn coverage(&mut self) -> Result<(), WorkflowError> {
         let (from, to) = (connect(&self.from).await?, connect(&self.to).await?);
         let replicated = self.catalog.replicated_between(&self.from.name, &self.to.name)?;
         let missing = uncovered(
@@ -165,13 +151,13 @@ impl Switch<'_> {
             return Ok(());
         }
         let list: Vec<String> = missing.iter().map(|u| u.describe()).collect();
-        Err(SwitchError::Gate(format!(
+        Err(WorkflowError::Gate(format!(
             "{}; add it to a sync, or name it with --exclude TABLE when it stays behind on purpose",
             list.join("; ")
         )))
     }
 
-    async fn fence(&mut self) -> Result<(), SwitchError> {
+    async fn fence(&mut self) -> Result<(), WorkflowError> {
         let c = connect(&self.from).await?;
         let roles = application_roles(&c, &self.from.name, &[]).await?;
         for role in &roles {
@@ -183,7 +169,7 @@ impl Switch<'_> {
     }
 
     /// Waits for a round, started after the fence, that leaves nothing pending.
-    async fn drain(&mut self) -> Result<(), SwitchError> {
+    async fn drain(&mut self) -> Result<(), WorkflowError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let seq = self.catalog.kick(&self.sync)?;
@@ -196,7 +182,7 @@ impl Switch<'_> {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(SwitchError::Gate(format!(
+                    return Err(WorkflowError::Gate(format!(
                         "not drained after {}s ({} rows pending, state {}); is belt-syncd running?",
                         self.timeout.as_secs(),
                         status.pending_rows,
@@ -208,11 +194,11 @@ impl Switch<'_> {
         }
     }
 
-    fn tables(&self) -> Result<Vec<crate::pg::introspect::TableInfo>, SwitchError> {
+    fn tables(&self) -> Result<Vec<crate::pg::introspect::TableInfo>, WorkflowError> {
         Ok(self.catalog.relations(&self.sync)?)
     }
 
-    async fn capture(&mut self) -> Result<(), SwitchError> {
+    async fn capture(&mut self) -> Result<(), WorkflowError> {
         let tables = self.tables()?;
         let mut c = connect(&self.to).await?;
         capture::install(&mut c, &self.to.name, &tables, TriggerMode::Statement).await?;
@@ -222,7 +208,7 @@ impl Switch<'_> {
     /// Moves the new side's sequences past the old side's. With two sources they are
     /// interleaved already (each side draws its own values), and carrying a value
     /// across would break that.
-    async fn sequences(&mut self) -> Result<(), SwitchError> {
+    async fn sequences(&mut self) -> Result<(), WorkflowError> {
         if self.members.iter().all(|m| m.role == Role::Source) {
             return Ok(());
         }
@@ -241,7 +227,7 @@ impl Switch<'_> {
         Ok(())
     }
 
-    async fn keyless(&mut self) -> Result<(), SwitchError> {
+    async fn keyless(&mut self) -> Result<(), WorkflowError> {
         let mut from = connect(&self.from).await?;
         let mut to = connect(&self.to).await?;
         prepare_receiver(&to, &self.to.name).await?;
@@ -270,18 +256,18 @@ impl Switch<'_> {
     }
 
     /// Validates on the new side what the schema step created NOT VALID.
-    async fn constraints(&mut self) -> Result<(), SwitchError> {
+    async fn constraints(&mut self) -> Result<(), WorkflowError> {
         let (from, to) = (connect(&self.from).await?, connect(&self.to).await?);
         validate_like(&from, &self.from.name, &to, &self.to.name)
             .await
             .map_err(|e| match e {
-                ConstraintError::Db(e) => SwitchError::Db(e),
-                other => SwitchError::Gate(other.to_string()),
+                ConstraintError::Db(e) => WorkflowError::Db(e),
+                other => WorkflowError::Gate(other.to_string()),
             })?;
         Ok(())
     }
 
-    async fn verify(&mut self) -> Result<(), SwitchError> {
+    async fn verify(&mut self) -> Result<(), WorkflowError> {
         let (from, to) = (connect(&self.from).await?, connect(&self.to).await?);
         let sides = Sides {
             source: &from,
@@ -299,14 +285,14 @@ impl Switch<'_> {
         if differing.is_empty() {
             return Ok(());
         }
-        Err(SwitchError::Gate(format!(
+        Err(WorkflowError::Gate(format!(
             "tables differ: {}; see beltctl verify {}",
             differing.join(", "),
             self.sync
         )))
     }
 
-    async fn analyze(&mut self) -> Result<(), SwitchError> {
+    async fn analyze(&mut self) -> Result<(), WorkflowError> {
         let to = connect(&self.to).await?;
         for t in self.tables()? {
             to.batch_execute(&format!("analyze {}", t.qualified()))
@@ -320,7 +306,7 @@ impl Switch<'_> {
 
     /// The new side becomes a source; a one-way sync turns around, a two-way sync
     /// stays as it is. Logins belt took from the new side earlier come back.
-    async fn switch_roles(&mut self) -> Result<(), SwitchError> {
+    async fn switch_roles(&mut self) -> Result<(), WorkflowError> {
         let one_way = self.members.iter().any(|m| m.role == Role::Target);
         if one_way {
             let members: Vec<Member> = self
@@ -343,7 +329,7 @@ impl Switch<'_> {
     }
 
     /// Gives back the logins belt revoked on `db` for this sync.
-    async fn restore_logins(&mut self, db: &str) -> Result<usize, SwitchError> {
+    async fn restore_logins(&mut self, db: &str) -> Result<usize, WorkflowError> {
         let roles = self.catalog.revoked(&self.sync, db)?;
         if roles.is_empty() {
             return Ok(0);
@@ -362,8 +348,8 @@ impl Switch<'_> {
 async fn gate(
     report: &mut dyn FnMut(Progress),
     name: &'static str,
-    step: impl std::future::Future<Output = Result<(), SwitchError>>,
-) -> Result<(), SwitchError> {
+    step: impl std::future::Future<Output = Result<(), WorkflowError>>,
+) -> Result<(), WorkflowError> {
     let started = Instant::now();
     let result = step.await;
     report(Progress::Gate {
@@ -371,5 +357,5 @@ async fn gate(
         ok: result.is_ok(),
         took: started.elapsed(),
     });
-    result.map_err(|e| SwitchError::Gate(format!("gate '{name}' failed: {}", render(&e))))
+    result.map_err(|e| WorkflowError::Gate(format!("gate '{name}' failed: {}", render(&e))))
 }
