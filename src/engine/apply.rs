@@ -157,15 +157,14 @@ pub(super) async fn apply_range(
     has_batch: [bool; 2],
     strategy: Strategy,
 ) -> Result<ChunkResult, EngineError> {
-    // Each source's summary goes to the other side only when that side is a source
-    // too: it decides there which of its own changes win. One way it has no use.
+    let mut result = ChunkResult::default();
+    // Two ways only: each source's summary goes to the other side, where it decides
+    // which of that side's changes win, and the keys changed on both are conflicts.
+    // One way a target decides nothing.
     if has_batch == [true, true] {
         for i in 0..2 {
             ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, range).await?;
         }
-    }
-    let mut result = ChunkResult::default();
-    if has_batch[0] && has_batch[1] {
         result.conflicts = conflicts(txs, dbs, table, range, strategy).await?;
         if strategy == Strategy::Abort && !result.conflicts.is_empty() {
             return Err(EngineError::ConflictAbort {
