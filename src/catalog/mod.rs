@@ -16,11 +16,10 @@ mod store;
 pub use actor::CatalogHandle;
 pub use copying::CopyPart;
 pub use model::{
-    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, Role, StatusReport, SyncDef,
-    SyncStatus,
+    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, StatusReport, SyncDef, SyncStatus,
 };
 pub use records::CONFLICTS_KEPT;
-pub use states::{CopyState, SyncState, UnknownState};
+pub use states::{CopyState, Role, SyncState, UnknownState};
 pub use status::RoundRecord;
 pub use store::Catalog;
 

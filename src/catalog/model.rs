@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-pub use super::states::{CopyState, Role, SyncState};
+use super::states::{CopyState, Role, SyncState};
 
 /// Which of a sync's two databases is copied and verified from: the first source.
 pub fn first_source(sources: [bool; 2]) -> usize {

@@ -2,7 +2,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::model::{DirectionStatus, SyncState, SyncStatus};
+use super::model::{DirectionStatus, SyncStatus};
+use super::states::SyncState;
 use super::{Catalog, CatalogError};
 
 impl Catalog {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::model::{Member, Role, SyncDef};
+use super::model::{Member, SyncDef};
+use super::states::Role;
 use super::CatalogError;
 use crate::engine::Snapshot;
 use crate::pg::introspect::TableInfo;
