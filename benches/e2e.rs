@@ -464,26 +464,21 @@ enum Writers {
 async fn steady_lag(bench: &Bench, rate: u64, secs: u64, writers: Writers) -> serde_json::Value {
     let two_way = writers != Writers::OneWay;
     let stop = Arc::new(AtomicBool::new(false));
+    // Heartbeat 1 is written on the source, 2 on the target (two ways).
+    let directions = [
+        ("src_to_dst", &bench.source, &bench.target, 1),
+        ("dst_to_src", &bench.target, &bench.source, 2),
+    ];
     let mut watchers = Vec::new();
     for (table, suffix) in HEARTBEATS {
-        watchers.push((
-            format!("src_to_dst{suffix}"),
-            tokio::spawn(heartbeat_lags(
-                app_session(&bench.source).await,
-                app_session(&bench.target).await,
-                table,
-                1,
-                stop.clone(),
-            )),
-        ));
-        if two_way {
+        for (name, origin, mirror, id) in &directions[..if two_way { 2 } else { 1 }] {
             watchers.push((
-                format!("dst_to_src{suffix}"),
+                format!("{name}{suffix}"),
                 tokio::spawn(heartbeat_lags(
-                    app_session(&bench.target).await,
-                    app_session(&bench.source).await,
+                    app_session(origin).await,
+                    app_session(mirror).await,
                     table,
-                    2,
+                    *id,
                     stop.clone(),
                 )),
             ));
