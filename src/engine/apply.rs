@@ -23,7 +23,7 @@
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use super::conflict::{Conflict, ConflictKind, Strategy};
-use super::pipe::{pipe, CopyEnd};
+use super::pipe::{pipe, Copy, CopyEnd};
 use super::plan::TablePlan;
 use super::{EngineError, Side};
 use crate::pg::{quote, DbError};
@@ -254,7 +254,7 @@ async fn open_side<'c>(
 
 async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbError> {
     Ok(tx
-        .query_one("select txid_current_snapshot()::text", &[])
+        .query_typed_one("select txid_current_snapshot()::text", &[])
         .await
         .map_err(|e| DbError::query(db, "read chunk snapshot", e))?
         .get(0))
@@ -306,7 +306,7 @@ async fn last_key_of_chunk(
         desc = each_key(table, |c| format!("c.{c} desc")),
         delta = table.delta_sql(),
     );
-    let row = tx.query_opt(&sql, &[]).await.map_err(|e| {
+    let row = tx.query_typed_opt(&sql, &[]).await.map_err(|e| {
         DbError::query(
             db,
             format!("read changed keys of {}", table.table.display_name()),
@@ -331,7 +331,7 @@ async fn first_is_smaller(
 ) -> Result<bool, DbError> {
     let sql = format!("select ({}) <= ({})", table.key_values(x), table.key_values(y));
     Ok(tx
-        .query_one(&sql, &[])
+        .query_typed_one(&sql, &[])
         .await
         .map_err(|e| DbError::query(db, "compare keys", e))?
         .get(0))
@@ -366,6 +366,15 @@ fn summary_sql(table: &TablePlan, range: &str) -> String {
     )
 }
 
+/// The COPY that ships this side's summary of `range` into the other side's temp table.
+pub(super) fn summary_copy(table: &TablePlan, range: &str) -> Copy {
+    Copy {
+        out: format!("copy ({}) to stdout (format binary)", summary_sql(table, range)),
+        into: format!("copy {} from stdin (format binary)", table.temp_table('p')),
+        what: format!("changed keys of {}", table.table.display_name()),
+    }
+}
+
 async fn ship_summary(
     from: &Transaction<'_>,
     to: &Transaction<'_>,
@@ -373,18 +382,19 @@ async fn ship_summary(
     table: &TablePlan,
     range: &str,
 ) -> Result<(), DbError> {
+    let copy = summary_copy(table, range);
     pipe(
         CopyEnd {
             db: dbs[0],
             client: from.client(),
-            sql: format!("copy ({}) to stdout (format binary)", summary_sql(table, range)),
+            sql: copy.out,
         },
         CopyEnd {
             db: dbs[1],
             client: to.client(),
-            sql: format!("copy {} from stdin (format binary)", table.temp_table('p')),
+            sql: copy.into,
         },
-        &format!("changed keys of {}", table.table.display_name()),
+        &copy.what,
     )
     .await
     .map(|_| ())
@@ -403,6 +413,21 @@ fn winners_sql(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: b
     )
 }
 
+/// The COPY that streams the keys this side wins in `range`, each with its current
+/// row or a mark that it has none, into the other side's temp table.
+pub(super) fn winners_copy(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: bool) -> Copy {
+    let winners = winners_sql(table, range, strategy, i_am_first);
+    Copy {
+        out: format!("copy ({}) to stdout (format binary)", table.sent_sql(&winners)),
+        into: format!(
+            "copy {} ({}, belt_gone) from stdin (format binary)",
+            table.temp_table('r'),
+            quote::ident_list(&table.sent_cols())
+        ),
+        what: format!("rows of {}", table.table.display_name()),
+    }
+}
+
 /// Streams the keys and current rows this side wins into the other side and applies
 /// them there; returns (keys sent, rows written).
 async fn send_winners(
@@ -414,48 +439,50 @@ async fn send_winners(
     strategy: Strategy,
     i_am_first: bool,
 ) -> Result<(u64, u64), DbError> {
-    let name = table.table.display_name();
-    let winners = winners_sql(table, range, strategy, i_am_first);
-    let sent = table.temp_table('r');
+    let copy = winners_copy(table, range, strategy, i_am_first);
     let keys = pipe(
         CopyEnd {
             db: dbs[0],
             client: from.client(),
-            sql: format!("copy ({}) to stdout (format binary)", table.sent_sql(&winners)),
+            sql: copy.out,
         },
         CopyEnd {
             db: dbs[1],
             client: to.client(),
-            sql: format!(
-                "copy {sent} ({}, belt_gone) from stdin (format binary)",
-                quote::ident_list(&table.sent_cols())
-            ),
+            sql: copy.into,
         },
-        &format!("rows of {name}"),
+        &copy.what,
     )
     .await?;
     if keys == 0 {
         return Ok((0, 0));
     }
-    // The count goes out pipelined behind the apply.
+    Ok((keys, apply_sent(to, dbs[1], table).await?))
+}
+
+/// Applies the rows [`winners_copy`] loaded into `to`'s temp table; returns the rows
+/// written. The count goes out pipelined behind the apply.
+pub(super) async fn apply_sent(to: &Transaction<'_>, db: &str, table: &TablePlan) -> Result<u64, DbError> {
+    let name = table.table.display_name();
+    let sent = table.temp_table('r');
     let apply = async {
         to.batch_execute(&table.apply_sql(&sent))
             .await
-            .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))
+            .map_err(|e| DbError::query(db, format!("apply rows of {name}"), e))
     };
     let count = async {
-        to.query_one(&format!("select count(*) from {sent} where not belt_gone"), &[])
+        to.query_typed_one(&format!("select count(*) from {sent} where not belt_gone"), &[])
             .await
-            .map_err(|e| DbError::query(dbs[1], format!("apply rows of {name}"), e))
+            .map_err(|e| DbError::query(db, format!("apply rows of {name}"), e))
     };
     // The apply's own error, not the count's "transaction is aborted".
     let (applied, rows) = tokio::join!(apply, count);
     applied?;
-    Ok((keys, rows?.get::<_, i64>(0) as u64))
+    Ok(rows?.get::<_, i64>(0) as u64)
 }
 
 /// Keys changed on both sides in the range, decided as `winners_sql` decides them.
-async fn conflicts(
+pub(super) async fn conflicts(
     txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
     table: &TablePlan,
@@ -476,7 +503,7 @@ async fn conflicts(
         join = table.key_join("p", "s"),
         side = row_and_first_op(table, "s"),
     );
-    let rows = tx.query(&sql, &[]).await.map_err(|e| {
+    let rows = tx.query_typed(&sql, &[]).await.map_err(|e| {
         DbError::query(
             dbs[0],
             format!("read conflicts of {}", table.table.display_name()),
@@ -557,7 +584,7 @@ async fn second_side(
         cols = table.key_list(),
     );
     Ok(tx
-        .query(&sql, &[])
+        .query_typed(&sql, &[])
         .await
         .map_err(|e| {
             DbError::query(

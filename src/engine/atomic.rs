@@ -32,7 +32,7 @@ use super::park::{self, Parked};
 use super::plan::TablePlan;
 use super::round::is_race;
 use super::snapshot::Snapshot;
-use super::{truncate, EngineError, Side, Strategy};
+use super::{all_tables, truncate, EngineError, Side, Strategy};
 use crate::pg::DbError;
 
 /// What an atomic round did.
@@ -121,18 +121,34 @@ pub async fn run(
         )
     };
     tokio::try_join!(prepare(0), prepare(1))?;
-    let mut apply = Guarded {
-        txs,
-        dbs,
-        sources,
-        strategy,
-        savepoint: false,
-        last: None,
-    };
-    for t in order {
-        let r = apply_table(&mut apply, &tables[t], &mut round, &mut deferred[t]).await?;
-        round.applied.add(r);
-        round.deferred += deferred[t].len() as u64;
+    // Every table in one pipelined pass; only when a row is refused or races the
+    // application, back to before it and table by table, where that key is found.
+    let changed_tables: Vec<&TablePlan> = order.iter().map(|&t| &tables[t]).collect();
+    let (set, pass) = tokio::join!(
+        both(txs, dbs, "savepoint belt_round"),
+        all_tables::apply_all(txs, dbs, &changed_tables, sources, strategy),
+    );
+    set?;
+    match pass {
+        Ok(r) => round.applied.add(r),
+        Err(e) if park::is_row_error(&e) || is_race(&e) => {
+            tracing::debug!(error = %crate::pg::error::render(&e), "round applied table by table");
+            both(txs, dbs, "rollback to savepoint belt_round").await?;
+            let mut apply = Guarded {
+                txs,
+                dbs,
+                sources,
+                strategy,
+                savepoint: false,
+                last: None,
+            };
+            for t in order {
+                let r = apply_table(&mut apply, &tables[t], &mut round, &mut deferred[t]).await?;
+                round.applied.add(r);
+                round.deferred += deferred[t].len() as u64;
+            }
+        }
+        Err(e) => return Err(e),
     }
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
     // Only after both commits: a side whose commit failed gets every change again.
@@ -356,7 +372,7 @@ async fn changed_keys(
         d = table.delta_sql()
     );
     Ok(tx
-        .query(&sql, &[])
+        .query_typed(&sql, &[])
         .await
         .map_err(|e| {
             DbError::query(
@@ -409,7 +425,7 @@ async fn count_keys(
         })
         .collect();
     Ok(tx
-        .query_one(&format!("select array[{}]::int8[]", counts.join(", ")), &[])
+        .query_typed_one(&format!("select array[{}]::int8[]", counts.join(", ")), &[])
         .await
         .map_err(|e| DbError::query(db, "count the round's changed keys", e))?
         .get(0))

@@ -39,7 +39,7 @@ pub async fn current_snapshot(
     prev: Option<&Snapshot>,
 ) -> Result<Snapshot, EngineError> {
     let text: String = src
-        .query_one("select txid_current_snapshot()::text", &[])
+        .query_typed_one("select txid_current_snapshot()::text", &[])
         .await
         .map_err(|e| DbError::query(db, "read snapshot", e))?
         .get(0);

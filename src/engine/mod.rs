@@ -1,5 +1,6 @@
 //! The replication engine: batches, apply, conflicts, rounds (DESIGN.md rules 1–5, 7, 8).
 
+mod all_tables;
 pub mod apply;
 pub mod atomic;
 pub mod batch;

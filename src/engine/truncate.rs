@@ -14,6 +14,7 @@
 //! the truncate) stays, and the round then sends it to the side that truncated; the
 //! other rows are deleted by key instead of truncated.
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, IsolationLevel};
 
 use super::plan::TablePlan;
@@ -41,14 +42,14 @@ pub async fn read(
     let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
     let filter = format!("{batch} and rel = any($1)");
     Ok(from
-        .query(
+        .query_typed(
             &format!(
                 "select rel, coalesce(part, rel), max(belt_changed_at)::text from belt.truncates t \
                  where {filter} and (part is null or not exists (select 1 from belt.truncates w \
                    where w.rel = t.rel and w.part is null and {filter})) \
                  group by rel, part order by 1, 2"
             ),
-            &[&rels],
+            &[(&rels, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(|e| DbError::query(db, "read truncates", e))?

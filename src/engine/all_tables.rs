@@ -1,0 +1,69 @@
+//! Every table of an atomic round applied in one pass per step, pipelined across the
+//! tables: the summaries one way, then the other; the conflicts; each source's
+//! winning rows; the applies. What [`super::apply::apply_range`] does for one table
+//! and one range, without a round trip per table and step: one table streams from
+//! its source while the receiver loads the one before.
+//!
+//! A session never sends and receives COPY data in the same step (that could wait on
+//! itself), so the two directions of a step take turns. A refused row or a lost race
+//! fails the whole pass; the round then rolls back to before it and applies table by
+//! table, where such a key is found and set aside ([`super::atomic`]).
+
+use futures_util::future::try_join_all;
+use tokio_postgres::Transaction;
+
+use super::apply::{apply_sent, conflicts, summary_copy, winners_copy, ChunkResult};
+use super::pipe::pipe_each;
+use super::plan::TablePlan;
+use super::{EngineError, Strategy};
+
+/// Applies the changes of every table in `tables` both ways within `txs`, the whole
+/// of each delta (the round's snapshot is the batch). `sources[i]`: side `i` sends.
+pub(super) async fn apply_all(
+    txs: [&Transaction<'_>; 2],
+    dbs: [&str; 2],
+    tables: &[&TablePlan],
+    sources: [bool; 2],
+    strategy: Strategy,
+) -> Result<ChunkResult, EngineError> {
+    let mut result = ChunkResult::default();
+    // Two ways only, as in apply_range: a target decides nothing.
+    if sources == [true, true] {
+        for i in 0..2 {
+            let copies: Vec<_> = tables.iter().map(|t| summary_copy(t, "true")).collect();
+            pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
+        }
+        let found = try_join_all(tables.iter().map(|t| conflicts(txs, dbs, t, "true", strategy))).await?;
+        result.conflicts = found.into_iter().flatten().collect();
+        if strategy == Strategy::Abort && !result.conflicts.is_empty() {
+            return Err(EngineError::ConflictAbort {
+                conflicts: result.conflicts,
+            });
+        }
+    }
+    for i in (0..2).filter(|&i| sources[i]) {
+        let copies: Vec<_> = tables
+            .iter()
+            .map(|t| winners_copy(t, "true", strategy, i == 0))
+            .collect();
+        let keys = pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
+        let sent: Vec<&TablePlan> = tables
+            .iter()
+            .zip(&keys)
+            .filter(|(_, &k)| k > 0)
+            .map(|(t, _)| *t)
+            .collect();
+        let rows = try_join_all(sent.iter().map(|t| apply_sent(txs[1 - i], dbs[1 - i], t))).await?;
+        result.keys_from[i] = keys.iter().sum();
+        result.rows_into[1 - i] = rows.iter().sum();
+    }
+    Ok(result)
+}
+
+fn side<'a>(
+    txs: [&'a Transaction<'_>; 2],
+    dbs: [&'a str; 2],
+    i: usize,
+) -> (&'a str, &'a tokio_postgres::Client) {
+    (dbs[i], txs[i].client())
+}
