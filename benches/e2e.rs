@@ -345,42 +345,56 @@ impl Daemon {
 /// the replication lag an application would see.
 /// Two heartbeat tables: one that sorts before the pgbench tables and one after, so
 /// that rounds in per-table chunks (which commit the first table's rows before the
-/// last's) are measured at both ends, not only at their best.
+/// last's) are measured at both ends, not only at their best. Rows 1 and 2 are
+/// written one table per transaction; rows 3 and 4 in both tables in one
+/// transaction, which has arrived when the receiver shows both.
 const HEARTBEAT: &str =
     "create table belt_heartbeat (id int primary key, n bigint not null, at timestamptz); \
-     insert into belt_heartbeat values (1, 0, now()), (2, 0, now()); \
+     insert into belt_heartbeat select i, 0, now() from generate_series(1, 4) i; \
      create table zz_heartbeat (id int primary key, n bigint not null, at timestamptz); \
-     insert into zz_heartbeat values (1, 0, now()), (2, 0, now())";
+     insert into zz_heartbeat select i, 0, now() from generate_series(1, 4) i";
 
-/// The heartbeat tables and the name of their lag in the report.
-const HEARTBEATS: [(&str, &str); 2] = [("belt_heartbeat", ""), ("zz_heartbeat", "_last_table")];
+/// The heartbeats: the tables one transaction writes, the offset of its rows' ids,
+/// and the name of its lag in the report.
+const HEARTBEATS: [(&[&str], i32, &str); 3] = [
+    (&["belt_heartbeat"], 0, ""),
+    (&["zz_heartbeat"], 0, "_last_table"),
+    (&["belt_heartbeat", "zz_heartbeat"], 2, "_transaction"),
+];
 
-/// Writes heartbeat `id` on `origin` every 50 ms and watches for it on `mirror` every
-/// 2 ms until `stop`; returns each heartbeat's delay in seconds (a heartbeat that a
-/// later one overtook counts until the later one arrived).
+/// Writes heartbeat `id` of `tables` (one transaction) on `origin` every 50 ms and
+/// watches for it on `mirror` every 2 ms until `stop`; returns each heartbeat's
+/// delay in seconds until every table showed it (a heartbeat that a later one
+/// overtook counts until the later one arrived).
 async fn heartbeat_lags(
     origin: Client,
     mirror: Client,
-    table: &'static str,
+    tables: &'static [&'static str],
     id: i32,
     stop: Arc<AtomicBool>,
 ) -> Vec<f64> {
     let writes = Arc::new(std::sync::Mutex::new(Vec::<(i64, Instant)>::new()));
     let w = writes.clone();
     let stop_w = stop.clone();
+    let read = format!(
+        "select least({})",
+        tables
+            .iter()
+            .map(|t| format!("(select n from {t} where id = {id})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let first = read.clone();
     let writer = tokio::spawn(async move {
-        let mut n = origin
-            .query_one(&format!("select n from {table} where id = $1"), &[&id])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
+        let mut n = origin.query_one(&first, &[]).await.unwrap().get::<_, i64>(0);
         while !stop_w.load(Ordering::SeqCst) {
             n += 1;
+            let updates: String = tables
+                .iter()
+                .map(|t| format!("update {t} set n = {n}, at = clock_timestamp() where id = {id}; "))
+                .collect();
             origin
-                .execute(
-                    &format!("update {table} set n = $2, at = clock_timestamp() where id = $1"),
-                    &[&id, &n],
-                )
+                .batch_execute(&format!("begin; {updates}commit"))
                 .await
                 .unwrap();
             w.lock().unwrap().push((n, Instant::now()));
@@ -390,11 +404,7 @@ async fn heartbeat_lags(
     let mut seen: Vec<(i64, Instant)> = Vec::new();
     let mut last = -1;
     while !stop.load(Ordering::SeqCst) {
-        let n: i64 = mirror
-            .query_one(&format!("select n from {table} where id = $1"), &[&id])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = mirror.query_one(&read, &[]).await.unwrap().get(0);
         if n != last {
             seen.push((n, Instant::now()));
             last = n;
@@ -470,15 +480,15 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, writers: Writers) -> se
         ("dst_to_src", &bench.target, &bench.source, 2),
     ];
     let mut watchers = Vec::new();
-    for (table, suffix) in HEARTBEATS {
+    for (tables, offset, suffix) in HEARTBEATS {
         for (name, origin, mirror, id) in &directions[..if two_way { 2 } else { 1 }] {
             watchers.push((
                 format!("{name}{suffix}"),
                 tokio::spawn(heartbeat_lags(
                     app_session(origin).await,
                     app_session(mirror).await,
-                    table,
-                    *id,
+                    tables,
+                    id + offset,
                     stop.clone(),
                 )),
             ));
