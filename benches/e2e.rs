@@ -145,6 +145,8 @@ impl Bench {
     /// Starts the daemon and waits until `src` has no pending change; returns the
     /// seconds, the daemon's peak RSS and its CPU seconds.
     async fn catch_up(&self, src: &Client) -> (f64, f64, f64) {
+        // Not in the middle of the checkpoint that the backlog's WAL started.
+        self.checkpoint().await;
         let started = Instant::now();
         let daemon = Daemon(self.daemon());
         while pending(src).await > 0 {
@@ -153,6 +155,15 @@ impl Bench {
         let secs = started.elapsed().as_secs_f64();
         let (rss, cpu) = daemon.stop();
         (secs, rss, cpu)
+    }
+
+    /// A checkpoint on both clusters, so that a measured run does not start in the
+    /// middle of one that the run before left behind.
+    async fn checkpoint(&self) {
+        for cluster in [&self.source, &self.target] {
+            let admin = connect(&cluster.db_spec("admin", "postgres")).await.unwrap();
+            admin.batch_execute("checkpoint").await.unwrap();
+        }
     }
 
     fn init(&self, cluster: &LocalCluster, scale: u64) {
@@ -693,6 +704,7 @@ async fn main() {
     let (catch_up, catch_up_rss, catch_up_cpu) = bench.catch_up(&src).await;
 
     eprintln!("logical replication catch-up of the same backlog");
+    bench.checkpoint().await;
     let lr_catch_up = lr.catch_up(&marker).await;
     lr.drop().await;
 
@@ -742,12 +754,7 @@ async fn main() {
         for atomic in [false, true] {
             let rounds = if atomic { "atomic" } else { "chunked" };
             eprintln!("{what}, rounds {rounds}, for {lag_secs}s");
-            // Each run starts from a checkpoint, not in the middle of one that the
-            // run before left behind.
-            for cluster in [&bench.source, &bench.target] {
-                let admin = connect(&cluster.db_spec("admin", "postgres")).await.unwrap();
-                admin.batch_execute("checkpoint").await.unwrap();
-            }
+            bench.checkpoint().await;
             bench.rounds(atomic);
             let daemon = Daemon(bench.daemon());
             bench.beltctl(&["kick", "bench", "--wait"]);
