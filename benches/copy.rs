@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use belt::copy::{copy_chunk, End, Range, DEFAULT_COPY_CHUNK_ROWS};
-use belt::engine::TablePlan;
 use belt::local_cluster::LocalCluster;
 use belt::pg::connect;
 use belt::pg::introspect::{describe_table, TableName};
+use belt::pg::KeyedTable;
 use tokio_postgres::Client;
 
 const DDL: &str = "create table big (id bigint primary key, v text, n integer, at timestamptz)";
@@ -80,7 +80,7 @@ fn program(cluster: &LocalCluster, name: &str) -> std::path::PathBuf {
     }
 }
 
-async fn belt_copy(src: &mut Client, dst: &mut Client, plan: &TablePlan) -> u64 {
+async fn belt_copy(src: &mut Client, dst: &mut Client, plan: &KeyedTable) -> u64 {
     let chunk_rows = std::env::var("BENCH_CHUNK_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -182,7 +182,7 @@ async fn main() {
         schema: "public".into(),
         name: "big".into(),
     };
-    let plan = TablePlan::new(&describe_table(&src, "src", &name).await.unwrap().unwrap(), "");
+    let plan = KeyedTable::new(&describe_table(&src, "src", &name).await.unwrap().unwrap());
     eprintln!("{rows} rows; best of two runs each");
 
     let mut best = [f64::MAX; 3];

@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::output::print_rows;
 use super::CliError;
 use crate::catalog::{Catalog, Role};
-use crate::engine::TablePlan;
 use crate::pg::connect;
+use crate::pg::KeyedTable;
 use crate::verify::coverage::{uncovered, Uncovered};
 use crate::verify::sequences::{verify_sequences, SequenceVerdict};
 use crate::verify::{verify_table, Sides, TableVerdict, VERIFY_CHUNK_ROWS};
@@ -62,7 +62,7 @@ pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliErr
         unreplicated: Vec::new(),
     };
     for info in catalog.relations(&def.name)? {
-        let plan = TablePlan::new(&info, "");
+        let plan = KeyedTable::new(&info);
         let verdict = verify_table(&sides, &plan, VERIFY_CHUNK_ROWS).await?;
         report.equal &= verdict.equal;
         report.tables.push(verdict);

@@ -11,9 +11,8 @@
 
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::engine::pipe::{pipe, CopyEnd};
-use crate::engine::TablePlan;
-use crate::pg::{quote, DbError};
+use crate::pg::pipe::{pipe, CopyEnd};
+use crate::pg::{quote, DbError, KeyedTable};
 
 /// Default rows per copy chunk.
 pub const DEFAULT_COPY_CHUNK_ROWS: i64 = 50_000;
@@ -45,7 +44,7 @@ pub struct Range<'a> {
 pub async fn copy_chunk(
     from: End<'_>,
     to: End<'_>,
-    table: &TablePlan,
+    table: &KeyedTable,
     range: Range<'_>,
     rows: i64,
 ) -> Result<Copied, DbError> {
@@ -70,20 +69,7 @@ pub async fn copy_chunk(
             .map_err(|e| DbError::query(to.db, format!("empty {name} before copying it whole"), e))?;
         (None, "true".to_string())
     } else {
-        let lower = range
-            .after
-            .map(|a| format!("({}) > ({})", table.key_list(), table.key_values(a)));
-        let upper = range.upper.map(|u| table.key_at_most(u));
-        let bounds = [lower, upper]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ");
-        let bounds = if bounds.is_empty() {
-            "true".to_string()
-        } else {
-            bounds
-        };
+        let bounds = table.key_range(range.after, range.upper);
         let hi = chunk_end(stx.client(), from.db, table, &bounds, rows).await?;
         let range = match &hi {
             Some(h) => format!("{bounds} and {}", table.key_at_most(h)),
@@ -125,7 +111,7 @@ pub async fn copy_chunk(
 pub(crate) async fn chunk_end(
     client: &Client,
     db: &str,
-    table: &TablePlan,
+    table: &KeyedTable,
     bounds: &str,
     rows: i64,
 ) -> Result<Option<Vec<String>>, DbError> {
@@ -154,7 +140,7 @@ pub(crate) async fn chunk_end(
 }
 
 /// Estimated rows of a table (`reltuples`), for progress; 0 when never analyzed.
-pub async fn estimate_rows(client: &Client, db: &str, table: &TablePlan) -> Result<i64, DbError> {
+pub async fn estimate_rows(client: &Client, db: &str, table: &KeyedTable) -> Result<i64, DbError> {
     let row = client
         .query_one(
             "select greatest(c.reltuples, 0)::int8 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
@@ -172,7 +158,7 @@ pub async fn estimate_rows(client: &Client, db: &str, table: &TablePlan) -> Resu
 pub async fn split_points(
     client: &Client,
     db: &str,
-    table: &TablePlan,
+    table: &KeyedTable,
     parts: usize,
 ) -> Result<Vec<Vec<String>>, DbError> {
     let integer =

@@ -13,7 +13,7 @@ use super::error::SyncError;
 use crate::catalog::{CatalogHandle, CopyPart};
 use crate::copy::{copy_chunk, estimate_rows, split_points, End, Range};
 use crate::engine::echo::prepare_receiver;
-use crate::engine::TablePlan;
+use crate::pg::KeyedTable;
 use crate::pg::{connect, DbSpec};
 
 /// Tables estimated above this many chunks are split into parts.
@@ -25,7 +25,7 @@ pub struct CopyJob {
     pub sync: String,
     pub from: DbSpec,
     pub to: DbSpec,
-    pub tables: Vec<TablePlan>,
+    pub tables: Vec<KeyedTable>,
     pub jobs: usize,
     pub chunk_rows: i64,
     /// How long one chunk may wait for a silent database.
@@ -35,7 +35,7 @@ pub struct CopyJob {
 
 /// One part of one table, still to copy.
 struct Unit {
-    table: TablePlan,
+    table: KeyedTable,
     part: CopyPart,
 }
 
@@ -98,7 +98,7 @@ impl CopyJob {
     }
 
     /// Cuts a large integer-keyed table into one part per job.
-    async fn split(&self, from: &Client, table: &TablePlan) -> Result<Vec<CopyPart>, SyncError> {
+    async fn split(&self, from: &Client, table: &KeyedTable) -> Result<Vec<CopyPart>, SyncError> {
         let total = estimate_rows(from, &self.from.name, table).await?;
         let points = if total > SPLIT_ABOVE_CHUNKS * self.chunk_rows {
             split_points(from, &self.from.name, table, self.jobs).await?

@@ -13,7 +13,7 @@ use super::error::SyncError;
 use super::session::Session;
 use crate::catalog::{CatalogHandle, CopyState, SyncState};
 use crate::engine::batch::current_snapshot;
-use crate::engine::TablePlan;
+use crate::pg::KeyedTable;
 use crate::pg::{connect, DbSpec};
 use crate::schema;
 
@@ -90,7 +90,7 @@ impl Setup<'_> {
                 .call(move |c| c.relations(&sync))
                 .await?
                 .iter()
-                .map(|t| TablePlan::new(t, ""))
+                .map(KeyedTable::new)
                 .collect();
             let job = CopyJob {
                 catalog: self.catalog.clone(),

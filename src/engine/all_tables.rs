@@ -13,9 +13,9 @@ use futures_util::future::try_join_all;
 use tokio_postgres::Transaction;
 
 use super::apply::{apply_sent, conflicts, summary_copy, winners_copy, ChunkResult};
-use super::pipe::pipe_each;
 use super::plan::TablePlan;
 use super::{EngineError, Strategy};
+use crate::pg::pipe::pipe_each;
 
 /// Applies the changes of every table in `tables` both ways within `txs`, the whole
 /// of each delta (the round's snapshot is the batch). `sources[i]`: side `i` sends.

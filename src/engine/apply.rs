@@ -23,9 +23,9 @@
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use super::conflict::{Conflict, ConflictKind, Strategy};
-use super::pipe::{pipe, Copy, CopyEnd};
 use super::plan::TablePlan;
 use super::{EngineError, Side};
+use crate::pg::pipe::{pipe, Copy, CopyEnd};
 use crate::pg::{quote, DbError};
 
 /// What one chunk did.

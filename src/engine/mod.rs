@@ -10,7 +10,6 @@ pub mod drift;
 pub mod echo;
 pub mod interleave;
 pub mod park;
-pub(crate) mod pipe;
 pub mod plan;
 pub mod round;
 pub mod sequences;

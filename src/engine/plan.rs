@@ -1,23 +1,15 @@
-//! What a round needs to know about one table: names, key, writable columns, the
-//! delta table and the SQL fragments built from them.
+//! What a round needs to know about one table: the table by its key
+//! ([`KeyedTable`]), its delta table, and the apply SQL built from both.
 
 use crate::pg::introspect::TableInfo;
-use crate::pg::quote;
+use crate::pg::{quote, KeyedTable};
 
-/// One captured table, ready for rounds.
+/// One captured table, ready for rounds: the table by its key, plus the delta side.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
-    pub table: TableInfo,
+    pub keyed: KeyedTable,
     /// Delta table in schema `belt` on the source.
     pub delta: String,
-    /// Key columns (primary key or NOT NULL unique index).
-    pub key: Vec<String>,
-    /// `format_type` of each key column, for casting inlined key values.
-    pub key_types: Vec<String>,
-    /// Columns written on apply: every column but generated ones.
-    pub write_cols: Vec<String>,
-    /// Whether an identity column needs `OVERRIDING SYSTEM VALUE`.
-    pub identity: bool,
     /// Estimated bytes of one row (0: unknown), so that a chunk of wide rows is cut
     /// by `chunk_bytes` as well as by `chunk_keys`.
     pub row_bytes: i64,
@@ -25,37 +17,22 @@ pub struct TablePlan {
     pub stall_cap: Option<i64>,
 }
 
+/// A plan is its keyed table plus the delta side: the key-range SQL is the keyed
+/// table's, read through the plan.
+impl std::ops::Deref for TablePlan {
+    type Target = KeyedTable;
+
+    fn deref(&self) -> &KeyedTable {
+        &self.keyed
+    }
+}
+
 impl TablePlan {
-    /// Builds the plan of a table whose changes land in the delta table `delta`
-    /// (empty for a table that is only copied).
+    /// Builds the plan of a table whose changes land in the delta table `delta`.
     pub fn new(table: &TableInfo, delta: &str) -> TablePlan {
-        let table = table.clone();
-        let key = table.key.clone().unwrap_or_default();
-        let key_types = key
-            .iter()
-            .map(|k| {
-                table
-                    .columns
-                    .iter()
-                    .find(|c| &c.name == k)
-                    .map(|c| c.type_name.clone())
-                    .unwrap_or_else(|| "text".into())
-            })
-            .collect();
-        let write_cols = table
-            .columns
-            .iter()
-            .filter(|c| !c.generated)
-            .map(|c| c.name.clone())
-            .collect();
-        let identity = table.columns.iter().any(|c| c.identity);
         TablePlan {
+            keyed: KeyedTable::new(table),
             delta: delta.to_string(),
-            key,
-            key_types,
-            write_cols,
-            identity,
-            table,
             row_bytes: 0,
             stall_cap: None,
         }
@@ -74,30 +51,6 @@ impl TablePlan {
     /// `belt."d_…"`.
     pub fn delta_sql(&self) -> String {
         quote::qualified("belt", &self.delta)
-    }
-
-    /// `"k1", "k2"`.
-    pub fn key_list(&self) -> String {
-        quote::ident_list(&self.key)
-    }
-
-    /// `'v1'::t1, 'v2'::t2`: a key given as text, typed like this table's key.
-    pub fn key_values(&self, key: &[String]) -> String {
-        key.iter()
-            .zip(&self.key_types)
-            .map(|(v, t)| format!("{}::{t}", quote::literal(v)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// `(k1, k2) <= ('v1'::t1, 'v2'::t2)`: the keys up to and including `hi`.
-    pub fn key_at_most(&self, hi: &[String]) -> String {
-        format!("({}) <= ({})", self.key_list(), self.key_values(hi))
-    }
-
-    /// `(k1, k2) > ('v1'::t1, 'v2'::t2)`: the keys after `lo`.
-    pub fn key_above(&self, lo: &[String]) -> String {
-        format!("({}) > ({})", self.key_list(), self.key_values(lo))
     }
 
     /// Name of this table's temp table (`kind` is `r` for the sent keys and rows, `p`
@@ -202,15 +155,6 @@ impl TablePlan {
         format!(
             "{delete}; insert into {t} ({cols}) {overriding}select {cols} from {sent} where not belt_gone {on_conflict}"
         )
-    }
-
-    /// `t."k1" = k."k1" and …`.
-    pub fn key_join(&self, left: &str, right: &str) -> String {
-        self.key
-            .iter()
-            .map(|k| format!("{left}.{c} = {right}.{c}", c = quote::ident(k)))
-            .collect::<Vec<_>>()
-            .join(" and ")
     }
 }
 

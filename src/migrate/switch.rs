@@ -17,11 +17,12 @@ use crate::capture::{self, TriggerMode};
 use crate::catalog::{Catalog, Member, Role};
 use crate::copy::{copy_chunk, End, Range};
 use crate::engine::echo::prepare_receiver;
-use crate::engine::{sequences, Side, TablePlan};
+use crate::engine::{sequences, Side};
 use crate::migrate::constraints::{validate_like, ConstraintError};
 use crate::migrate::logins::{application_roles, set_login, terminate};
 use crate::pg::error::render;
 use crate::pg::introspect::{all_sequences, TableName};
+use crate::pg::KeyedTable;
 use crate::pg::{connect, DbSpec};
 use crate::verify::coverage::uncovered;
 use crate::verify::{verify_table, Sides, VERIFY_CHUNK_ROWS};
@@ -232,7 +233,7 @@ impl Switch<'_> {
         let mut to = connect(&self.to).await?;
         prepare_receiver(&to, &self.to.name).await?;
         for t in self.tables()?.iter().filter(|t| t.key.is_none()) {
-            let plan = TablePlan::new(t, "");
+            let plan = KeyedTable::new(t);
             let range = Range {
                 after: None,
                 upper: None,
@@ -277,7 +278,7 @@ impl Switch<'_> {
         };
         let mut differing = Vec::new();
         for t in self.tables()? {
-            let verdict = verify_table(&sides, &TablePlan::new(&t, ""), VERIFY_CHUNK_ROWS).await?;
+            let verdict = verify_table(&sides, &KeyedTable::new(&t), VERIFY_CHUNK_ROWS).await?;
             if !verdict.equal {
                 differing.push(verdict.table);
             }

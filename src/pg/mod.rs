@@ -6,7 +6,9 @@ pub mod dbspec;
 pub mod deadline;
 pub mod error;
 pub mod introspect;
+pub mod keyed;
 pub mod pgpass;
+pub mod pipe;
 pub mod quote;
 pub mod tls;
 
@@ -14,3 +16,4 @@ pub use connect::{connect, connect_listening};
 pub use dbspec::DbSpec;
 pub use deadline::within;
 pub use error::DbError;
+pub use keyed::KeyedTable;

@@ -15,8 +15,7 @@ use tokio_postgres::Client;
 pub mod coverage;
 pub mod sequences;
 
-use crate::engine::TablePlan;
-use crate::pg::{quote, DbError};
+use crate::pg::{quote, DbError, KeyedTable};
 
 /// Rows per compared chunk.
 pub const VERIFY_CHUNK_ROWS: i64 = 50_000;
@@ -55,14 +54,19 @@ pub struct Sides<'a> {
 /// hash of hash partitioning, so it is the same on every server version and
 /// platform; it is several times cheaper than md5, and a wrong row still changes
 /// the sum with near certainty.
-fn hash_sql(table: &TablePlan, range: &str) -> String {
+fn hash_sql(table: &KeyedTable, range: &str) -> String {
     format!(
         "select count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text from {} t where {range}",
         table.table.qualified()
     )
 }
 
-async fn fingerprint(c: &Client, db: &str, table: &TablePlan, range: &str) -> Result<(i64, String), DbError> {
+async fn fingerprint(
+    c: &Client,
+    db: &str,
+    table: &KeyedTable,
+    range: &str,
+) -> Result<(i64, String), DbError> {
     let row = c
         .query_one(&hash_sql(table, range), &[])
         .await
@@ -74,7 +78,7 @@ async fn fingerprint(c: &Client, db: &str, table: &TablePlan, range: &str) -> Re
 async fn row_hashes(
     c: &Client,
     db: &str,
-    table: &TablePlan,
+    table: &KeyedTable,
     range: &str,
 ) -> Result<BTreeMap<String, String>, DbError> {
     let keys = table
@@ -99,7 +103,7 @@ async fn row_hashes(
 /// Compares one table on both sides.
 pub async fn verify_table(
     s: &Sides<'_>,
-    table: &TablePlan,
+    table: &KeyedTable,
     chunk_rows: i64,
 ) -> Result<TableVerdict, DbError> {
     let name = table.table.display_name();
@@ -132,7 +136,7 @@ pub async fn verify_table(
     let mut after: Option<Vec<String>> = None;
     loop {
         let lower = match &after {
-            Some(a) => format!("({}) > ({})", table.key_list(), table.key_values(a)),
+            Some(a) => table.key_above(a),
             None => "true".into(),
         };
         let hi = crate::copy::chunk_end(s.source, s.source_db, table, &lower, chunk_rows).await?;
@@ -157,7 +161,7 @@ pub async fn verify_table(
 /// Rows of the range on the source, and the differing keys (after re-checks).
 async fn compare_range(
     s: &Sides<'_>,
-    table: &TablePlan,
+    table: &KeyedTable,
     range: &str,
 ) -> Result<(i64, Vec<KeyDiff>), DbError> {
     let mut attempt = 0;

@@ -11,7 +11,7 @@ use futures_util::future::{maybe_done, try_join_all};
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
-use crate::pg::DbError;
+use super::DbError;
 
 /// Bytes gathered before they are passed to the receiving side.
 const BLOCK: usize = 64 * 1024;
