@@ -16,7 +16,8 @@ mod store;
 pub use actor::CatalogHandle;
 pub use copying::CopyPart;
 pub use model::{
-    first_source, ConflictRecord, DirectionStatus, Member, ParkedRecord, StatusReport, SyncDef, SyncStatus,
+    first_source, ConflictRecord, DbPair, DirectionStatus, Member, ParkedRecord, StatusReport, SyncDef,
+    SyncStatus,
 };
 pub use records::CONFLICTS_KEPT;
 pub use states::{CopyState, Role, SyncState, UnknownState};
@@ -43,6 +44,9 @@ pub enum CatalogError {
          emptied as it is applied); leave the table out with --tables"
     )]
     SharedCapture { table: String, db: String, sync: String },
+    /// The sync's members cannot make a sync (`beltctl update sync` fixes it).
+    #[error("sync '{sync}': {problem}")]
+    InvalidSync { sync: String, problem: &'static str },
     #[error("database '{db}' is used by sync '{sync}'; remove the sync first")]
     InUse { db: String, sync: String },
     #[error("catalog {path} has schema version {found}, newer than this belt ({supported}); upgrade belt")]

@@ -41,14 +41,31 @@ pub struct SyncDef {
 impl SyncDef {
     /// The sync's two databases, in order, when its members make a valid sync: two
     /// databases, at least one of them a source.
-    pub fn pair(&self) -> Result<[&Member; 2], String> {
-        match self.members.as_slice() {
-            [a, b] if a.role == Role::Source || b.role == Role::Source => Ok([a, b]),
-            [_, _] => {
-                Err("at least one database must be a source (A:source,B:target or A:source,B:source)".into())
-            }
-            _ => Err("a sync has exactly two databases (A:source,B:target or A:source,B:source)".into()),
-        }
+    pub fn pair(&self) -> Result<[&Member; 2], super::CatalogError> {
+        let problem = match self.members.as_slice() {
+            [a, b] if a.role == Role::Source || b.role == Role::Source => return Ok([a, b]),
+            [_, _] => "at least one database must be a source (A:source,B:target or A:source,B:source)",
+            _ => "a sync has exactly two databases (A:source,B:target or A:source,B:source)",
+        };
+        Err(super::CatalogError::InvalidSync {
+            sync: self.name.clone(),
+            problem,
+        })
+    }
+}
+
+/// A sync's two databases, in the sync's order, with their connection settings: what
+/// every workflow on a sync starts from.
+#[derive(Debug, Clone)]
+pub struct DbPair {
+    pub members: [Member; 2],
+    pub specs: [crate::pg::DbSpec; 2],
+}
+
+impl DbPair {
+    /// Which of the two databases are sources.
+    pub fn sources(&self) -> [bool; 2] {
+        [0, 1].map(|i| self.members[i].role == Role::Source)
     }
 }
 

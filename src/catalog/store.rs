@@ -138,6 +138,15 @@ impl Catalog {
         })
     }
 
+    /// `def`'s two databases with their settings, in the sync's order.
+    pub fn db_pair(&self, def: &SyncDef) -> Result<super::DbPair, CatalogError> {
+        let [a, b] = def.pair()?;
+        Ok(super::DbPair {
+            specs: [self.require_db(&a.db)?, self.require_db(&b.db)?],
+            members: [a.clone(), b.clone()],
+        })
+    }
+
     /// Every database definition, by name.
     pub fn dbs(&self) -> Result<Vec<DbSpec>, CatalogError> {
         let mut stmt = self

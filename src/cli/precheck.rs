@@ -28,8 +28,7 @@ pub struct PrecheckArgs {
 
 async fn check_one(catalog: &Catalog, sync: &str) -> Result<Report, CliError> {
     let def = catalog.require_sync(sync)?;
-    let pair = def.pair().map_err(CliError::Usage)?;
-    let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
+    let specs = catalog.db_pair(&def)?.specs;
     let tables = catalog.relations(sync)?;
     let mut clients = Vec::new();
     for spec in &specs {

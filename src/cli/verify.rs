@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::output::print_rows;
 use super::CliError;
-use crate::catalog::{Catalog, Role};
+use crate::catalog::Catalog;
 use crate::pg::connect;
 use crate::pg::KeyedTable;
 use crate::verify::coverage::{uncovered, Uncovered};
@@ -39,12 +39,10 @@ struct Report {
 /// Compares a sync's databases.
 pub async fn run(catalog: &Catalog, args: VerifyArgs) -> Result<ExitCode, CliError> {
     let def = catalog.require_sync(&args.name)?;
-    let pair = def.pair().map_err(CliError::Usage)?;
-    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
-    let (src_spec, dst_spec) = (
-        catalog.require_db(&pair[s].db)?,
-        catalog.require_db(&pair[1 - s].db)?,
-    );
+    let pair = catalog.db_pair(&def)?;
+    let s = crate::catalog::first_source(pair.sources());
+    let [a, b] = pair.specs;
+    let (src_spec, dst_spec) = if s == 0 { (a, b) } else { (b, a) };
     let (src, dst) = (connect(&src_spec).await?, connect(&dst_spec).await?);
     let sides = Sides {
         source: &src,

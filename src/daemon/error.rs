@@ -25,9 +25,6 @@ pub enum SyncError {
     /// meanwhile): tried again.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    /// The sync's definition cannot run as it stands (`beltctl update sync` fixes it).
-    #[error("sync '{sync}': {problem}")]
-    Definition { sync: String, problem: String },
     /// A copy worker panicked or was cancelled.
     #[error("copy worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
@@ -44,8 +41,9 @@ impl SyncError {
             SyncError::Tables(TableError::Db(e)) => e.is_transient(),
             SyncError::Tables(_) => false,
             SyncError::Schema(e) => e.is_transient(),
+            // The sync's definition cannot run as it stands: the operator fixes it.
+            SyncError::Catalog(CatalogError::InvalidSync { .. }) => false,
             SyncError::Catalog(_) | SyncError::Worker(_) => true,
-            SyncError::Definition { .. } => false,
         }
     }
 

@@ -11,7 +11,7 @@ use super::error::SyncError;
 use super::session::Session;
 use super::setup::Setup;
 use super::{partitions, pickup};
-use crate::catalog::{CatalogHandle, CopyState, DirectionStatus, Role, RoundRecord, SyncDef, SyncState};
+use crate::catalog::{CatalogHandle, CopyState, DirectionStatus, RoundRecord, SyncDef, SyncState};
 use crate::config::Config;
 use crate::engine::clock::offset_ms;
 use crate::engine::drift;
@@ -403,16 +403,11 @@ impl SyncTask {
     }
 
     async fn load(&self, def: &SyncDef) -> Result<Loaded, SyncError> {
-        let pair = def.pair().map_err(|problem| SyncError::Definition {
-            sync: def.name.clone(),
-            problem,
-        })?;
-        let dbs = [pair[0].db.clone(), pair[1].db.clone()];
-        let sources = [pair[0].role == Role::Source, pair[1].role == Role::Source];
-        let name = def.name.clone();
+        let def = def.clone();
         self.catalog
             .call(move |c| {
-                let specs = [c.require_db(&dbs[0])?, c.require_db(&dbs[1])?];
+                let pair = c.db_pair(&def)?;
+                let name = def.name;
                 let tables = c
                     .relations(&name)?
                     .into_iter()
@@ -422,10 +417,11 @@ impl SyncTask {
                         name: t.name,
                     })
                     .collect();
-                let positions = [c.position(&name, &dbs[0])?, c.position(&name, &dbs[1])?];
+                let [a, b] = &pair.members;
+                let positions = [c.position(&name, &a.db)?, c.position(&name, &b.db)?];
                 Ok::<_, crate::catalog::CatalogError>(Loaded {
-                    specs,
-                    sources,
+                    sources: pair.sources(),
+                    specs: pair.specs,
                     tables,
                     positions,
                 })

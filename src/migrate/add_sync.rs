@@ -3,7 +3,7 @@
 //! CLI's `add sync`, `update sync` and plan files all come through here.
 
 use super::WorkflowError;
-use crate::catalog::{Catalog, CatalogError, CopyState, Role, SyncDef};
+use crate::catalog::{Catalog, CatalogError, CopyState, SyncDef};
 use crate::engine::echo::check_receiver;
 use crate::pg::connect;
 use crate::pg::introspect::TableInfo;
@@ -16,15 +16,15 @@ pub async fn check_sync(
     def: &SyncDef,
     selection: &Selection,
 ) -> Result<Vec<TableInfo>, WorkflowError> {
-    let pair = def.pair().map_err(WorkflowError::Sync)?;
-    let specs = [catalog.require_db(&pair[0].db)?, catalog.require_db(&pair[1].db)?];
+    let pair = catalog.db_pair(def)?;
+    let (specs, sources) = (&pair.specs, pair.sources());
     let clients = [connect(&specs[0]).await?, connect(&specs[1]).await?];
     for i in 0..2 {
-        if pair[1 - i].role == Role::Source {
+        if sources[1 - i] {
             check_receiver(&clients[i], &specs[i].name).await?;
         }
     }
-    let s = crate::catalog::first_source(pair.map(|m| m.role == Role::Source));
+    let s = crate::catalog::first_source(sources);
     let tables = tables::resolve(
         &clients[s],
         &specs[s].name,

@@ -20,9 +20,6 @@ pub enum WorkflowError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Tables(#[from] crate::tables::TableError),
-    /// The sync's databases do not make a sync (`--dbs`).
-    #[error("--dbs: {0}")]
-    Sync(String),
     /// A gate of a cutover or failback found what stops it.
     #[error("{0}")]
     Gate(String),

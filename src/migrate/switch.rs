@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::WorkflowError;
 use crate::capture::{self, TriggerMode};
-use crate::catalog::{Catalog, Member, Role};
+use crate::catalog::{Catalog, DbPair, Member, Role};
 use crate::copy::{copy_chunk, End, Range};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{sequences, Side};
@@ -67,16 +67,22 @@ pub async fn switch(
     report: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, WorkflowError> {
     let def = catalog.require_sync(sync)?;
-    let pair = def.pair().map_err(WorkflowError::Sync)?;
-    let (to_db, from_db) = (pair[to_index].db.clone(), pair[1 - to_index].db.clone());
+    let DbPair { members, specs } = catalog.db_pair(&def)?;
+    let (to_db, from_db) = (members[to_index].db.clone(), members[1 - to_index].db.clone());
     let (authority, switching) = catalog.authority(&def.name)?;
-    let current = authority.unwrap_or_else(|| pair[0].db.clone());
+    let current = authority.unwrap_or_else(|| members[0].db.clone());
     if current == to_db && !switching {
         return Ok(Outcome::Already { db: to_db });
     }
+    let [first, second] = specs;
+    let (from, to) = if to_index == 0 {
+        (second, first)
+    } else {
+        (first, second)
+    };
     let mut s = Switch {
-        from: catalog.require_db(&from_db)?,
-        to: catalog.require_db(&to_db)?,
+        from,
+        to,
         catalog,
         sync: def.name.clone(),
         members: def.members.clone(),
