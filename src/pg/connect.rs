@@ -49,7 +49,7 @@ async fn pin_settings(spec: &DbSpec, client: &Client) -> Result<(), DbError> {
 /// Opens a session and spawns the task that drives its connection (forwarding
 /// NOTIFYs to `notify` when given).
 async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> Result<Client, DbError> {
-    let mut config = spec.config().map_err(|e| DbError::Settings {
+    let (mut config, tls) = spec.settings().map_err(|e| DbError::Settings {
         db: spec.name.clone(),
         message: e.to_string(),
     })?;
@@ -67,7 +67,6 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
         db: spec.name.clone(),
         message,
     };
-    let tls = spec.tls().map_err(|e| settings(e.to_string()))?;
     let tls = tls::client_config(&tls).map_err(settings)?;
     let (client, mut connection) = config
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
@@ -158,7 +157,7 @@ fn resolve_password(spec: &DbSpec, config: &tokio_postgres::Config) -> Result<Op
     let Ok(contents) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    let (host, port) = spec.host_port().map_err(|e| settings(e.to_string()))?;
+    let (host, port) = super::dbspec::pgpass_host_port(config);
     let user = config.get_user().unwrap_or_default();
     let dbname = config.get_dbname().unwrap_or(user);
     Ok(pgpass::lookup(&contents, &host, port, dbname, user).map(String::into_bytes))

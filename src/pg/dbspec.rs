@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use super::tls::TlsSettings;
+
 /// A database belt can connect to, as stored in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DbSpec {
@@ -84,9 +86,14 @@ impl DbSpec {
     }
 
     /// The tokio-postgres configuration, without a password.
-    /// The libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSL*`)
-    /// fills in what the settings leave out, as with psql.
     pub fn config(&self) -> Result<tokio_postgres::Config, DbSpecError> {
+        self.settings().map(|(config, _)| config)
+    }
+
+    /// The settings, parsed once: the tokio-postgres configuration (without a
+    /// password) and the TLS settings. The libpq environment (`PGHOST`, `PGPORT`,
+    /// `PGUSER`, `PGDATABASE`, `PGSSL*`) fills in what they leave out, as with psql.
+    pub fn settings(&self) -> Result<(tokio_postgres::Config, TlsSettings), DbSpecError> {
         let invalid = |message: String| DbSpecError::Invalid {
             db: self.name.clone(),
             message,
@@ -115,17 +122,7 @@ impl DbSpec {
                 config.dbname(&d);
             }
         }
-        Ok(config)
-    }
-
-    /// The TLS settings (sslmode, certificates) of this database.
-    pub fn tls(&self) -> Result<super::tls::TlsSettings, DbSpecError> {
-        super::tls::split(&self.conninfo)
-            .map(|(_, tls)| tls)
-            .map_err(|message| DbSpecError::Invalid {
-                db: self.name.clone(),
-                message,
-            })
+        Ok((config, tls))
     }
 
     /// The libpq environment that makes a client program (`pg_dump`, `psql`) reach
@@ -134,8 +131,7 @@ impl DbSpec {
     /// (see [`crate::pg::connect::child_env`]); nothing goes on a command line, where
     /// other users of the machine could read it.
     pub fn libpq_env(&self) -> Result<Vec<(&'static str, String)>, DbSpecError> {
-        let config = self.config()?;
-        let tls = self.tls()?;
+        let (config, tls) = self.settings()?;
         let join = |items: Vec<String>| items.join(",");
         let mut env = vec![
             ("PGHOST", join(config.get_hosts().iter().map(host_text).collect())),
@@ -179,16 +175,6 @@ impl DbSpec {
         Ok(env)
     }
 
-    /// The first host and port, as the pgpass file matches them.
-    pub fn host_port(&self) -> Result<(String, u16), DbSpecError> {
-        let config = self.config()?;
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "localhost".to_string(),
-        };
-        Ok((host, config.get_ports().first().copied().unwrap_or(5432)))
-    }
-
     /// `host=… port=… dbname=… user=…` for messages: what, never the secret.
     pub fn describe(&self) -> String {
         match self.config() {
@@ -196,6 +182,15 @@ impl DbSpec {
             Err(_) => "invalid settings".into(),
         }
     }
+}
+
+/// The first host and port of `config`, as the pgpass file matches them.
+pub fn pgpass_host_port(config: &tokio_postgres::Config) -> (String, u16) {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".to_string(),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
 fn host_text(h: &tokio_postgres::config::Host) -> String {
