@@ -6,7 +6,7 @@
 //! module: rule 1 in [`engine::batch`], 2 in [`engine::apply`], 5 in
 //! [`engine::round`], 7 in [`engine::sequences`], 9 in [`capture`].
 
-pub mod api;
+mod api;
 pub mod capture;
 pub mod catalog;
 pub mod cli;
@@ -14,9 +14,10 @@ pub mod config;
 pub mod copy;
 pub mod daemon;
 pub mod engine;
+#[cfg(feature = "demo")]
 pub mod local_cluster;
-pub mod migrate;
+mod migrate;
 pub mod pg;
 pub mod schema;
-pub mod tables;
-pub mod verify;
+mod tables;
+mod verify;

@@ -2,6 +2,7 @@
 //! what it prints as a struct so that `--json` and the human table come from one place.
 
 mod db;
+#[cfg(feature = "demo")]
 mod demo;
 mod logins;
 mod output;
@@ -94,6 +95,7 @@ pub enum Command {
     /// belt-syncd); with --wait, follow it with progress bars.
     Setup(setup::SetupArgs),
     /// Run the whole story on two throwaway local clusters.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -174,6 +176,7 @@ pub enum CliError {
 /// Runs one beltctl invocation.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
+    #[cfg(feature = "demo")]
     if let Command::Demo(args) = cli.command {
         return demo::run(args).await;
     }
@@ -211,6 +214,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::List {
             what: ListCommand::Parked { sync, json },
         } => parked::list(&catalog, &sync, json),
+        #[cfg(feature = "demo")]
         Command::Demo(_) => unreachable!("handled above"),
     }
 }

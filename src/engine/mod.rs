@@ -1,21 +1,21 @@
 //! The replication engine: batches, apply, conflicts, rounds (DESIGN.md rules 1–5, 7, 8).
 
 mod all_tables;
-pub mod apply;
-pub mod atomic;
-pub mod batch;
-pub mod clock;
-pub mod conflict;
-pub mod drift;
-pub mod echo;
-pub mod interleave;
-pub mod park;
-pub mod plan;
-pub mod round;
-pub mod sequences;
-pub mod snapshot;
+pub(crate) mod apply;
+pub(crate) mod atomic;
+pub(crate) mod batch;
+pub(crate) mod clock;
+pub(crate) mod conflict;
+pub(crate) mod drift;
+pub(crate) mod echo;
+pub(crate) mod interleave;
+pub(crate) mod park;
+pub(crate) mod plan;
+pub(crate) mod round;
+pub(crate) mod sequences;
+pub(crate) mod snapshot;
 mod truncate;
-pub mod width;
+pub(crate) mod width;
 
 pub use conflict::{Conflict, ConflictKind, Strategy};
 pub use plan::TablePlan;

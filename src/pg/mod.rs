@@ -2,15 +2,15 @@
 
 pub mod binaries;
 pub mod connect;
-pub mod dbspec;
+pub(crate) mod dbspec;
 pub mod deadline;
 pub mod error;
 pub mod introspect;
-pub mod keyed;
-pub mod pgpass;
-pub mod pipe;
-pub mod quote;
-pub mod tls;
+pub(crate) mod keyed;
+pub(crate) mod pgpass;
+pub(crate) mod pipe;
+pub(crate) mod quote;
+pub(crate) mod tls;
 
 pub use connect::{connect, connect_listening};
 pub use dbspec::DbSpec;
