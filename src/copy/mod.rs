@@ -11,7 +11,7 @@
 
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::pg::pipe::{pipe, CopyEnd};
+use crate::pg::pipe::{pipe, Copy};
 use crate::pg::{quote, DbError, KeyedTable};
 
 /// Default rows per copy chunk.
@@ -81,20 +81,12 @@ pub async fn copy_chunk(
         (hi, range)
     };
     let cols = quote::ident_list(&table.write_cols);
-    let copied = pipe(
-        CopyEnd {
-            db: from.db,
-            client: stx.client(),
-            sql: format!("copy (select {cols} from {t} where {range}) to stdout (format binary)"),
-        },
-        CopyEnd {
-            db: to.db,
-            client: dtx.client(),
-            sql: format!("copy {t} ({cols}) from stdin (format binary)"),
-        },
-        &format!("rows of {name}"),
-    )
-    .await?;
+    let copy = Copy {
+        out: format!("copy (select {cols} from {t} where {range}) to stdout (format binary)"),
+        into: format!("copy {t} ({cols}) from stdin (format binary)"),
+        what: format!("rows of {name}"),
+    };
+    let copied = pipe((from.db, stx.client()), (to.db, dtx.client()), &copy).await?;
     dtx.commit()
         .await
         .map_err(|e| DbError::query(to.db, format!("commit copy of {name}"), e))?;

@@ -25,7 +25,7 @@ use tokio_postgres::{IsolationLevel, Transaction};
 use super::conflict::{Conflict, ConflictKind, Strategy};
 use super::plan::TablePlan;
 use super::{EngineError, Side};
-use crate::pg::pipe::{pipe, Copy, CopyEnd};
+use crate::pg::pipe::{pipe, Copy};
 use crate::pg::{quote, DbError};
 
 /// What one chunk did.
@@ -383,21 +383,9 @@ async fn ship_summary(
     range: &str,
 ) -> Result<(), DbError> {
     let copy = summary_copy(table, range);
-    pipe(
-        CopyEnd {
-            db: dbs[0],
-            client: from.client(),
-            sql: copy.out,
-        },
-        CopyEnd {
-            db: dbs[1],
-            client: to.client(),
-            sql: copy.into,
-        },
-        &copy.what,
-    )
-    .await
-    .map(|_| ())
+    pipe((dbs[0], from.client()), (dbs[1], to.client()), &copy)
+        .await
+        .map(|_| ())
 }
 
 /// The keys this side wins: changed here and not won by the peer's change.
@@ -440,20 +428,7 @@ async fn send_winners(
     i_am_first: bool,
 ) -> Result<(u64, u64), DbError> {
     let copy = winners_copy(table, range, strategy, i_am_first);
-    let keys = pipe(
-        CopyEnd {
-            db: dbs[0],
-            client: from.client(),
-            sql: copy.out,
-        },
-        CopyEnd {
-            db: dbs[1],
-            client: to.client(),
-            sql: copy.into,
-        },
-        &copy.what,
-    )
-    .await?;
+    let keys = pipe((dbs[0], from.client()), (dbs[1], to.client()), &copy).await?;
     if keys == 0 {
         return Ok((0, 0));
     }

@@ -16,31 +16,31 @@ use super::DbError;
 /// Bytes gathered before they are passed to the receiving side.
 const BLOCK: usize = 64 * 1024;
 
-/// One end of a pipe: which database, which session, which statement.
-pub struct CopyEnd<'a> {
-    pub db: &'a str,
-    pub client: &'a Client,
-    pub sql: String,
-}
+/// One session of a pipe: the database's name (for errors) and the session.
+pub type Session<'a> = (&'a str, &'a Client);
 
-/// Runs `from` (COPY TO STDOUT) into `to` (COPY FROM STDIN); returns rows written.
-pub async fn pipe(from: CopyEnd<'_>, to: CopyEnd<'_>, what: &str) -> Result<u64, DbError> {
+/// Runs `copy` from `from` (its COPY TO) into `to` (its COPY FROM); returns rows
+/// written.
+pub async fn pipe(
+    (from_db, from): Session<'_>,
+    (to_db, to): Session<'_>,
+    copy: &Copy,
+) -> Result<u64, DbError> {
+    let what = &copy.what;
     // Both ends start at once: one round trip, not two.
     let (out, sink) = tokio::try_join!(
         async {
-            from.client
-                .copy_out(from.sql.as_str())
+            from.copy_out(copy.out.as_str())
                 .await
-                .map_err(|e| DbError::query(from.db, format!("read {what}"), e))
+                .map_err(|e| DbError::query(from_db, format!("read {what}"), e))
         },
         async {
-            to.client
-                .copy_in::<_, Bytes>(to.sql.as_str())
+            to.copy_in::<_, Bytes>(copy.into.as_str())
                 .await
-                .map_err(|e| DbError::query(to.db, format!("write {what}"), e))
+                .map_err(|e| DbError::query(to_db, format!("write {what}"), e))
         },
     )?;
-    stream_into(out, sink, [from.db, to.db], what).await
+    stream_into(out, sink, [from_db, to_db], what).await
 }
 
 /// Streams one COPY TO into one COPY FROM; returns the rows written.
@@ -94,8 +94,8 @@ pub struct Copy {
 /// each wrote. Safe only because `from` only sends and `to` only receives: a
 /// session doing both would wait on itself.
 pub async fn pipe_each(
-    (from_db, from): (&str, &Client),
-    (to_db, to): (&str, &Client),
+    (from_db, from): Session<'_>,
+    (to_db, to): Session<'_>,
     copies: &[Copy],
 ) -> Result<Vec<u64>, DbError> {
     let (outs, ins) = tokio::try_join!(
