@@ -373,64 +373,78 @@ const HEARTBEATS: [(&[&str], i32, &str); 3] = [
     (&["belt_heartbeat", "zz_heartbeat"], 2, "_transaction"),
 ];
 
-/// Writes heartbeat `id` of `tables` (one transaction) on `origin` every 50 ms and
-/// watches for it on `mirror` every 2 ms until `stop`; returns each heartbeat's
-/// delay in seconds until every table showed it (a heartbeat that a later one
-/// overtook counts until the later one arrived).
-async fn heartbeat_lags(
-    origin: Client,
-    mirror: Client,
-    tables: &'static [&'static str],
-    id: i32,
-    stop: Arc<AtomicBool>,
-) -> Vec<f64> {
-    let writes = Arc::new(std::sync::Mutex::new(Vec::<(i64, Instant)>::new()));
-    let w = writes.clone();
-    let stop_w = stop.clone();
-    let read = format!(
-        "select least({})",
-        tables
+/// Writes each heartbeat of [`HEARTBEATS`] (row `id` plus its offset, its tables in
+/// one transaction) on `origin` every 50 ms, and watches for all of them on
+/// `mirror` with one query every 2 ms until `stop` (one query, so that watching
+/// costs the servers little); returns, per heartbeat, each one's delay in seconds
+/// until every table of it showed it (a heartbeat that a later one overtook counts
+/// until the later one arrived).
+async fn heartbeat_lags(origin: Client, mirror: Client, id: i32, stop: Arc<AtomicBool>) -> Vec<Vec<f64>> {
+    let latest = |tables: &[&str], id: i32| {
+        let each: Vec<String> = tables
             .iter()
             .map(|t| format!("(select n from {t} where id = {id})"))
+            .collect();
+        format!("least({})", each.join(", "))
+    };
+    let read = format!(
+        "select {}",
+        HEARTBEATS
+            .iter()
+            .map(|(tables, offset, _)| latest(tables, id + offset))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let first = read.clone();
-    let writer = tokio::spawn(async move {
-        let mut n = origin.query_one(&first, &[]).await.unwrap().get::<_, i64>(0);
-        while !stop_w.load(Ordering::SeqCst) {
-            n += 1;
-            let updates: String = tables
-                .iter()
-                .map(|t| format!("update {t} set n = {n}, at = clock_timestamp() where id = {id}; "))
-                .collect();
-            origin
-                .batch_execute(&format!("begin; {updates}commit"))
-                .await
-                .unwrap();
-            w.lock().unwrap().push((n, Instant::now()));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let mut seen: Vec<(i64, Instant)> = Vec::new();
-    let mut last = -1;
+    let origin = Arc::new(origin);
+    let mut writers = Vec::new();
+    for (k, (tables, offset, _)) in HEARTBEATS.iter().enumerate() {
+        let (origin, stop, row) = (origin.clone(), stop.clone(), id + offset);
+        let first: i64 = origin.query_one(&read, &[]).await.unwrap().get(k);
+        writers.push(tokio::spawn(async move {
+            let mut writes = Vec::new();
+            let mut n = first;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let updates: String = tables
+                    .iter()
+                    .map(|t| format!("update {t} set n = {n}, at = clock_timestamp() where id = {row}; "))
+                    .collect();
+                origin
+                    .batch_execute(&format!("begin; {updates}commit"))
+                    .await
+                    .unwrap();
+                writes.push((n, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            writes
+        }));
+    }
+    let mut seen: Vec<Vec<(i64, Instant)>> = vec![Vec::new(); HEARTBEATS.len()];
     while !stop.load(Ordering::SeqCst) {
-        let n: i64 = mirror.query_one(&read, &[]).await.unwrap().get(0);
-        if n != last {
-            seen.push((n, Instant::now()));
-            last = n;
+        let row = mirror.query_one(&read, &[]).await.unwrap();
+        let now = Instant::now();
+        for (k, s) in seen.iter_mut().enumerate() {
+            let n: i64 = row.get(k);
+            if s.last().map(|l| l.0) != Some(n) {
+                s.push((n, now));
+            }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    writer.await.unwrap();
-    let writes = writes.lock().unwrap().clone();
-    writes
-        .iter()
-        .filter_map(|(n, at)| {
-            let arrived = seen.iter().find(|(m, _)| m >= n)?.1;
-            Some(arrived.saturating_duration_since(*at).as_secs_f64())
-        })
-        .collect()
+    let mut lags = Vec::new();
+    for (writer, seen) in writers.into_iter().zip(&seen) {
+        let writes = writer.await.unwrap();
+        lags.push(
+            writes
+                .iter()
+                .filter_map(|(n, at)| {
+                    let arrived = seen.iter().find(|(m, _)| m >= n)?.1;
+                    Some(arrived.saturating_duration_since(*at).as_secs_f64())
+                })
+                .collect(),
+        );
+    }
+    lags
 }
 
 /// p50, p99 and max of `lags`, in milliseconds.
@@ -491,19 +505,14 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, writers: Writers) -> se
         ("dst_to_src", &bench.target, &bench.source, 2),
     ];
     let mut watchers = Vec::new();
-    for (tables, offset, suffix) in HEARTBEATS {
-        for (name, origin, mirror, id) in &directions[..if two_way { 2 } else { 1 }] {
-            watchers.push((
-                format!("{name}{suffix}"),
-                tokio::spawn(heartbeat_lags(
-                    app_session(origin).await,
-                    app_session(mirror).await,
-                    tables,
-                    id + offset,
-                    stop.clone(),
-                )),
-            ));
-        }
+    for (name, origin, mirror, id) in &directions[..if two_way { 2 } else { 1 }] {
+        let watch = heartbeat_lags(
+            app_session(origin).await,
+            app_session(mirror).await,
+            *id,
+            stop.clone(),
+        );
+        watchers.push((*name, tokio::spawn(watch)));
     }
     let mut loads = Vec::new();
     let sides: &[bool] = if two_way { &[true, false] } else { &[true] };
@@ -537,7 +546,9 @@ async fn steady_lag(bench: &Bench, rate: u64, secs: u64, writers: Writers) -> se
     result.insert("target_tps".into(), rate.into());
     result.insert("achieved_tps".into(), serde_json::json!(tps));
     for (name, w) in watchers {
-        result.insert(name, percentiles(w.await.unwrap()));
+        for (lags, (_, _, suffix)) in w.await.unwrap().into_iter().zip(HEARTBEATS) {
+            result.insert(format!("{name}{suffix}"), percentiles(lags));
+        }
     }
     serde_json::Value::Object(result)
 }

@@ -33,7 +33,9 @@ const CHUNKED_AFTER_STALL: u32 = 10;
 /// and back to this after one that commits as one transaction.
 pub(super) const CHUNKED_AFTER_RACE: u32 = 8;
 const MAX_CHUNKED_AFTER_RACE: u32 = 256;
-/// Pause after a notification, so a burst of statements makes one round.
+/// Pause after a notification, so a burst of commits makes one round. Changes that
+/// came in while a round ran have waited that long already: the pause is what is
+/// left of it after the round.
 const COALESCE: Duration = Duration::from_millis(20);
 
 /// Everything a sync task needs, handed over by the supervisor.
@@ -331,7 +333,7 @@ impl SyncTask {
                 self.wait_or_kick(COALESCE).await;
                 continue;
             }
-            self.wait_for_work(&mut session, kick).await;
+            self.wait_for_work(&mut session, kick, started.elapsed()).await;
             if *self.stop.borrow() {
                 return Ok(());
             }
@@ -430,8 +432,15 @@ impl SyncTask {
             .map_err(SyncError::from)
     }
 
-    /// Waits for a notification, a kick, the poll timer or a stop request.
-    async fn wait_for_work(&mut self, session: &mut Session, kick_done: i64) {
+    /// Waits for a notification, a kick, the poll timer or a stop request. `round`:
+    /// how long the round before took; notifications that came in meanwhile have
+    /// waited up to that long already.
+    async fn wait_for_work(&mut self, session: &mut Session, kick_done: i64, round: Duration) {
+        if session.notifications.try_recv().is_ok() {
+            sleep(COALESCE.saturating_sub(round)).await;
+            while session.notifications.try_recv().is_ok() {}
+            return;
+        }
         let deadline = Instant::now() + self.config.poll_interval();
         loop {
             if self.def.borrow().kick_seq > kick_done || *self.stop.borrow() {
