@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{count, wait_for, Pair, SRC};
+use crate::support::{count, wait_for, Pair, DST, SRC};
 
 #[tokio::test]
 async fn the_daemon_speaks_the_notify_protocol_and_stops_cleanly() {
@@ -171,6 +171,43 @@ async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
         said.contains("not answering") && said.contains("last recorded"),
         "{said}"
     );
+}
+
+#[tokio::test]
+async fn readyz_names_a_failed_sync_until_then_it_is_ready() {
+    let pair = Pair::new("create table t (id int primary key)").await;
+    pair.add_sync("t");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    assert_eq!(
+        get(&pair, "/readyz"),
+        ("HTTP/1.1 200 OK".into(), "ready\n".into())
+    );
+
+    // The target stops accepting connections and belt's session there is cut: the
+    // reconnect is refused for good (SQLSTATE 55000), so the sync fails.
+    let admin = pair.admin("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "alter database {DST} allow_connections false; \
+             select pg_terminate_backend(pid) from pg_stat_activity where datname = '{DST}'"
+        ))
+        .await
+        .unwrap();
+    wait_for(60, "/readyz to report the failed sync", || async {
+        let (code, body) = get(&pair, "/readyz");
+        code == "HTTP/1.1 503 Service Unavailable" && body.contains("sync 'app' failed") && body.contains(DST)
+    })
+    .await;
+    assert_eq!(
+        get(&pair, "/healthz").0,
+        "HTTP/1.1 200 OK",
+        "alive, only not ready"
+    );
+    admin
+        .batch_execute(&format!("alter database {DST} allow_connections true"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! The daemon's control API: `/healthz`, `/metrics` (Prometheus text) and `/status`
-//! (JSON), on 127.0.0.1 or a unix socket (mode 0600), for monitoring and for beltctl
-//! to tell whether the daemon runs.
+//! The daemon's control API: `/healthz` (the process answers and its catalog opens),
+//! `/readyz` (and no sync has failed), `/metrics` (Prometheus text) and `/status`
+//! (JSON), on 127.0.0.1 or a unix socket (mode 0600), for monitoring, for a
+//! Kubernetes probe and for beltctl to tell whether the daemon runs.
 //!
 //! Plain HTTP/1.1, GET only, one request per connection: three read-only endpoints on
 //! a local address do not need a web framework in the daemon's dependency tree.
@@ -136,6 +137,15 @@ async fn handle<C: AsyncRead + AsyncWrite + Unpin>(mut conn: C, state: &ApiState
                 format!("catalog unreadable: {}\n", crate::pg::error::render(&e)),
             ),
         },
+        ("GET", "/readyz") => match state.catalog.call(not_ready).await {
+            Ok(failed) if failed.is_empty() => (200, "text/plain", "ready\n".to_string()),
+            Ok(failed) => (503, "text/plain", failed.join("\n") + "\n"),
+            Err(e) => (
+                503,
+                "text/plain",
+                format!("catalog unreadable: {}\n", crate::pg::error::render(&e)),
+            ),
+        },
         ("GET", "/metrics") => match &state.metrics {
             Some(m) => (200, "text/plain; version=0.0.4", m.render()),
             None => (
@@ -169,7 +179,7 @@ async fn handle<C: AsyncRead + AsyncWrite + Unpin>(mut conn: C, state: &ApiState
         (_, _) => (
             404,
             "text/plain",
-            "not found: /healthz, /metrics, /status\n".into(),
+            "not found: /healthz, /readyz, /metrics, /status\n".into(),
         ),
     };
     let reason = match code {
@@ -184,6 +194,21 @@ async fn handle<C: AsyncRead + AsyncWrite + Unpin>(mut conn: C, state: &ApiState
     let _ = conn.write_all(head.as_bytes()).await;
     let _ = conn.write_all(body.as_bytes()).await;
     let _ = conn.shutdown().await;
+}
+
+/// Why the daemon is not ready: one line per sync that is not paused and has failed
+/// (it waits for the operator). A sync retrying after a transient error is ready:
+/// the daemon is doing what it can, and a restarted pod would do the same.
+fn not_ready(c: &mut crate::catalog::Catalog) -> Result<Vec<String>, crate::catalog::CatalogError> {
+    let mut failed = Vec::new();
+    for s in c.syncs()?.into_iter().filter(|s| !s.paused) {
+        let status = c.status(&s.name)?;
+        if status.state == crate::catalog::SyncState::Failed {
+            let error = status.last_error.unwrap_or_default();
+            failed.push(format!("sync '{}' failed: {error}", s.name));
+        }
+    }
+    Ok(failed)
 }
 
 /// Asks a running daemon's `/healthz`; `Err` says why it could not be reached.
