@@ -13,6 +13,7 @@ mod crash;
 mod cross_version;
 mod cutover;
 mod daemon;
+mod deploy;
 mod drift;
 mod faults;
 mod fence;

@@ -1,0 +1,128 @@
+//! What ships for Kubernetes: the manifests are valid for a current Kubernetes
+//! (`kubernetes-validate`, strict) and pass checkov's checks, and the Containerfile
+//! passes checkov's; the config and plan in the ConfigMap are ones belt reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KUBERNETES: &str = "1.37.0";
+
+/// The manifests `kubectl apply -k deploy/kubernetes` applies.
+const MANIFESTS: [&str; 6] = [
+    "namespace.yaml",
+    "serviceaccount.yaml",
+    "service.yaml",
+    "poddisruptionbudget.yaml",
+    "networkpolicy.yaml",
+    "statefulset.yaml",
+];
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes")
+}
+
+/// Runs `program`, failing with the install hint when it is missing; returns its
+/// output when it exits 0 and fails the test with that output otherwise.
+fn run(program: &str, args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} not runnable ({e}): pip install kubernetes-validate checkov (.ci/run does)")
+        });
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?} failed:\n{said}");
+    said
+}
+
+#[test]
+fn the_manifests_are_valid_kubernetes_and_pass_checkov() {
+    let mut args = vec!["--strict", "--quiet", "-k", KUBERNETES];
+    args.extend(MANIFESTS);
+    run("kubernetes-validate", &args, &dir());
+    let said = run(
+        "checkov",
+        &[
+            "--framework",
+            "kubernetes",
+            "-d",
+            ".",
+            "--compact",
+            "--quiet",
+            "--skip-download",
+        ],
+        &dir(),
+    );
+    assert!(said.contains("Failed checks: 0"), "checkov:\n{said}");
+    let kustomization = std::fs::read_to_string(dir().join("kustomization.yaml")).unwrap();
+    for m in MANIFESTS {
+        assert!(kustomization.contains(m), "kustomization.yaml lists {m}");
+    }
+}
+
+#[test]
+fn the_containerfile_passes_checkov() {
+    // checkov knows the file by Docker's name only.
+    let tmp = std::env::temp_dir().join(format!("belt-containerfile-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("Containerfile"), tmp.join("Dockerfile")).unwrap();
+    let said = run(
+        "checkov",
+        &[
+            "--framework",
+            "dockerfile",
+            "-f",
+            "Dockerfile",
+            "--compact",
+            "--quiet",
+            "--skip-download",
+        ],
+        &tmp,
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(said.contains("Failed checks: 0"), "checkov:\n{said}");
+}
+
+#[test]
+fn the_configmap_holds_a_config_and_a_plan_belt_reads() {
+    let config = belt::config::Config::load(Some(&dir().join("belt.yaml"))).expect("belt.yaml loads");
+    assert_eq!(
+        config.catalog,
+        Path::new("/var/lib/belt/belt.db"),
+        "the catalog is on the volume"
+    );
+    assert_eq!(config.listen, "0.0.0.0:7543", "the probes reach the API");
+
+    // Applied outside a pod, the plan's databases are stored and its sync stops only
+    // where it needs the mounted Secret: the file parses and every entry is valid.
+    let tmp = std::env::temp_dir().join(format!("belt-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        tmp.join("belt.yaml"),
+        format!("catalog: {}\n", tmp.join("belt.db").display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))
+        .arg("-c")
+        .arg(tmp.join("belt.yaml"))
+        .args(["apply", "-f"])
+        .arg(dir().join("plan.yaml"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("db src: added") && stdout.contains("db dst: added"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("password_file /etc/belt/secrets/src"), "{stderr}");
+}
