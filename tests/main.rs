@@ -26,6 +26,7 @@ mod plan;
 mod precheck;
 mod roles;
 mod roundtrip;
+mod secrets;
 mod sequences;
 mod service;
 mod setup;
