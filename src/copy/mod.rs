@@ -71,10 +71,8 @@ pub async fn copy_chunk(
     } else {
         let bounds = table.key_range(range.after, range.upper);
         let hi = chunk_end(stx.client(), from.db, table, &bounds, rows).await?;
-        let range = match &hi {
-            Some(h) => format!("{bounds} and {}", table.key_at_most(h)),
-            None => bounds,
-        };
+        // The chunk's end is below the range's upper bound, when it has one.
+        let range = table.key_range(range.after, hi.as_deref().or(range.upper));
         dtx.batch_execute(&format!("delete from {t} where {range}"))
             .await
             .map_err(|e| DbError::query(to.db, format!("clear a range of {name}"), e))?;

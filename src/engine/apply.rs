@@ -114,10 +114,7 @@ pub async fn apply_chunk(
             }
         }
     };
-    let range = match &above {
-        Some(a) => format!("{a} and {}", table.key_at_most(&hi)),
-        None => table.key_at_most(&hi),
-    };
+    let range = table.key_range(after, Some(&hi));
     let has_batch = [batches[0].is_some(), batches[1].is_some()];
     let applied = apply_range(txs, dbs, table, &range, has_batch, strategy).await;
     let result = applied.map_err(|error| ChunkError {

@@ -235,10 +235,8 @@ async fn apply_table(
         if lo >= hi {
             continue;
         }
-        let mut range = table.key_at_most(&keys[hi - 1]);
-        if lo > 0 {
-            range = format!("{} and {range}", table.key_above(&keys[lo - 1]));
-        }
+        let below = (lo > 0).then(|| keys[lo - 1].as_slice());
+        let range = table.key_range(below, Some(&keys[hi - 1]));
         let range = format!("{range}{}", not_deferred(table, deferred));
         match apply.range(table, range).await? {
             Ok(r) => result.add(r),

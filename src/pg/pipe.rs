@@ -16,14 +16,14 @@ use super::DbError;
 /// Bytes gathered before they are passed to the receiving side.
 const BLOCK: usize = 64 * 1024;
 
-/// One session of a pipe: the database's name (for errors) and the session.
-pub type Session<'a> = (&'a str, &'a Client);
+/// One end of a pipe: the database's name (for errors) and its session.
+pub type CopySide<'a> = (&'a str, &'a Client);
 
 /// Runs `copy` from `from` (its COPY TO) into `to` (its COPY FROM); returns rows
 /// written.
 pub async fn pipe(
-    (from_db, from): Session<'_>,
-    (to_db, to): Session<'_>,
+    (from_db, from): CopySide<'_>,
+    (to_db, to): CopySide<'_>,
     copy: &Copy,
 ) -> Result<u64, DbError> {
     let what = &copy.what;
@@ -94,8 +94,8 @@ pub struct Copy {
 /// each wrote. Safe only because `from` only sends and `to` only receives: a
 /// session doing both would wait on itself.
 pub async fn pipe_each(
-    (from_db, from): Session<'_>,
-    (to_db, to): Session<'_>,
+    (from_db, from): CopySide<'_>,
+    (to_db, to): CopySide<'_>,
     copies: &[Copy],
 ) -> Result<Vec<u64>, DbError> {
     let (outs, ins) = tokio::try_join!(

@@ -135,15 +135,9 @@ pub async fn verify_table(
     };
     let mut after: Option<Vec<String>> = None;
     loop {
-        let lower = match &after {
-            Some(a) => table.key_above(a),
-            None => "true".into(),
-        };
+        let lower = table.key_range(after.as_deref(), None);
         let hi = crate::copy::chunk_end(s.source, s.source_db, table, &lower, chunk_rows).await?;
-        let range = match &hi {
-            Some(h) => format!("{lower} and {}", table.key_at_most(h)),
-            None => lower,
-        };
+        let range = table.key_range(after.as_deref(), hi.as_deref());
         let (rows, diffs) = compare_range(s, table, &range).await?;
         verdict.rows += rows;
         if !diffs.is_empty() {
