@@ -13,15 +13,19 @@
 //! the application's writes to its rows (chunks race in smaller windows and defer a
 //! key that keeps losing), and when a table fails on its own.
 //!
-//! A row the receiver refuses (SQLSTATE classes 22 and 23) does not break the round
-//! up: the table's changes are applied again in halving ranges of the sending side's
+//! The tables are applied in one pipelined pass per step ([`super::all_tables`]),
+//! under a savepoint. A row the receiver refuses (SQLSTATE classes 22 and 23), or a
+//! key its application holds, fails the pass; the round rolls back to the savepoint
+//! and applies table by table. It does not break the round up: the table's changes
+//! are applied again in halving ranges of the sending side's
 //! changed keys, each under a savepoint, until the one key is found; it is parked
 //! (its deltas deleted in the round's own transactions) and the rest of the round
 //! commits as one. A reader then sees the round whole, without that row's change.
 //!
 //! Round trips are what a round costs at low rates: each side's snapshot, key counts
-//! and truncates go in one pipelined exchange, both sides at once, and the purges
-//! after the commits are one statement list per side.
+//! and truncates go in one pipelined exchange, both sides at once, the pass has no
+//! round trip per table, and the purges after the commits are one statement list per
+//! side.
 
 use futures_util::future::try_join_all;
 use tokio_postgres::Transaction;
