@@ -60,5 +60,19 @@ async fn a_bad_plan_names_file_line_and_column() {
         "{e}"
     );
     assert!(!e.contains("Sw0rdf1sh"), "{e}");
+
+    std::fs::write(
+        &file,
+        plan(&pair, "    password_command: [vault, read, db/src]\n"),
+    )
+    .unwrap();
+    let out = pair.beltctl(&["apply", "-f", &path]);
+    let e = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        e.contains(&format!("{path}:2:3"))
+            && e.contains("database 'src': give one of password_env, password_file and password_command"),
+        "{e}"
+    );
     assert_eq!(pair.beltctl_ok(&["list", "syncs", "--json"]).trim(), "[]");
 }

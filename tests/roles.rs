@@ -17,6 +17,8 @@ async fn login_as(pair: &Pair, role: &str, password: &str, db: &str) -> Client {
     let spec = DbSpec {
         conninfo: base.conninfo.replace("user=app_user", &format!("user={role}")),
         password_file: Some(file),
+        password_command: None,
+        password_ttl: None,
         ..base
     };
     let c = belt::pg::connect(&spec).await.unwrap();
@@ -215,9 +217,9 @@ alter default privileges in schema sales grant select on tables to reporting;
 create policy reporting_small on accounts for select to reporting using (balance < 1000);";
 
 /// `pg_dump --schema-only` of `db` without belt: schema belt and its triggers.
-fn schema_of(pair: &Pair, db: &str) -> Vec<(String, String, String)> {
+async fn schema_of(pair: &Pair, db: &str) -> Vec<(String, String, String)> {
     let program = belt::pg::binaries::find_program("pg_dump").expect("pg_dump");
-    let env = belt::pg::connect::child_env(&pair.spec(db, db)).unwrap();
+    let env = belt::pg::connect::child_env(&pair.spec(db, db)).await.unwrap();
     let out = std::process::Command::new(program)
         .args(["--schema-only", "--exclude-schema=belt"])
         .envs(env.iter().map(|(k, v)| (*k, v)))
@@ -335,8 +337,8 @@ async fn the_target_serves_the_same_roles_and_schema_after_cutover() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(validated(&pair, DST, "orders_account_id_fkey").await);
     assert_eq!(
-        schema_of(&pair, SRC),
-        schema_of(&pair, DST),
+        schema_of(&pair, SRC).await,
+        schema_of(&pair, DST).await,
         "schemas differ after cutover"
     );
 

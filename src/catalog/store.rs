@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 /// The open catalog file.
@@ -95,11 +96,12 @@ impl Catalog {
                 name: spec.name.clone(),
             });
         }
-        let file = spec.password_file.as_ref().map(|p| p.display().to_string());
+        let (file, command, ttl) = password_columns(spec);
         self.conn
             .execute(
-                "insert into dbs (name, conninfo, password_env, password_file) values (?1, ?2, ?3, ?4)",
-                params![spec.name, spec.conninfo, spec.password_env, file],
+                "insert into dbs (name, conninfo, password_env, password_file, password_command, password_ttl) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![spec.name, spec.conninfo, spec.password_env, file, command, ttl],
             )
             .map_err(self.err("add database"))?;
         Ok(())
@@ -108,11 +110,12 @@ impl Catalog {
     /// Replaces a database definition (same name): repointing a sync's database.
     pub fn update_db(&mut self, spec: &DbSpec) -> Result<(), CatalogError> {
         self.require_db(&spec.name)?;
-        let file = spec.password_file.as_ref().map(|p| p.display().to_string());
+        let (file, command, ttl) = password_columns(spec);
         self.conn
             .execute(
-                "update dbs set conninfo = ?2, password_env = ?3, password_file = ?4 where name = ?1",
-                params![spec.name, spec.conninfo, spec.password_env, file],
+                "update dbs set conninfo = ?2, password_env = ?3, password_file = ?4, \
+                 password_command = ?5, password_ttl = ?6 where name = ?1",
+                params![spec.name, spec.conninfo, spec.password_env, file, command, ttl],
             )
             .map_err(self.err("update database"))?;
         Ok(())
@@ -122,7 +125,8 @@ impl Catalog {
     pub fn db(&self, name: &str) -> Result<Option<DbSpec>, CatalogError> {
         self.conn
             .query_row(
-                "select name, conninfo, password_env, password_file from dbs where name = ?1",
+                "select name, conninfo, password_env, password_file, password_command, password_ttl \
+                 from dbs where name = ?1",
                 [name],
                 row_to_db,
             )
@@ -151,7 +155,10 @@ impl Catalog {
     pub fn dbs(&self) -> Result<Vec<DbSpec>, CatalogError> {
         let mut stmt = self
             .conn
-            .prepare("select name, conninfo, password_env, password_file from dbs order by name")
+            .prepare(
+                "select name, conninfo, password_env, password_file, password_command, password_ttl \
+                 from dbs order by name",
+            )
             .map_err(self.err("list databases"))?;
         let rows = stmt
             .query_map([], row_to_db)
@@ -427,7 +434,27 @@ fn row_to_db(r: &rusqlite::Row<'_>) -> rusqlite::Result<DbSpec> {
         conninfo: r.get(1)?,
         password_env: r.get(2)?,
         password_file: r.get::<_, Option<String>>(3)?.map(Into::into),
+        password_command: match r.get::<_, Option<String>>(4)? {
+            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+            })?),
+            None => None,
+        },
+        password_ttl: r
+            .get::<_, Option<i64>>(5)?
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
     })
+}
+
+/// The password columns of `spec` as stored: file path, command argv as JSON, TTL.
+fn password_columns(spec: &DbSpec) -> (Option<String>, Option<String>, Option<i64>) {
+    (
+        spec.password_file.as_ref().map(|p| p.display().to_string()),
+        spec.password_command
+            .as_ref()
+            .map(|argv| serde_json::to_string(argv).expect("strings serialize")),
+        spec.password_ttl.map(|d| d.as_secs() as i64),
+    )
 }
 
 /// Maps a rusqlite error to a catalog error naming the file and what failed.

@@ -14,8 +14,10 @@ use crate::pg::DbSpec;
 pub struct AddDbArgs {
     /// Name to refer to the database by (`src`, `dst`, …).
     pub name: String,
-    /// libpq keys as key=value (host port dbname user sslmode …, password_env,
-    /// password_file) or one postgres:// URI without a password.
+    /// libpq keys as key=value (host port dbname user sslmode …) or one postgres://
+    /// URI without a password, plus where the password comes from: password_env=VAR,
+    /// password_file=PATH, or password_command='PROGRAM ARGS…' (run without a shell
+    /// on connect, its first output line used for password_ttl=SECONDS, default 60).
     #[arg(required = true)]
     pub settings: Vec<String>,
 }
@@ -32,9 +34,10 @@ pub fn add(catalog: &mut Catalog, args: AddDbArgs) -> Result<ExitCode, CliError>
 pub fn list(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
     let dbs = catalog.dbs()?;
     print_rows(json, &dbs, &["name", "connection", "password from"], |d| {
-        let from = match (&d.password_env, &d.password_file) {
-            (Some(v), _) => format!("env {v}"),
-            (_, Some(f)) => format!("file {}", f.display()),
+        let from = match (&d.password_env, &d.password_file, &d.password_command) {
+            (Some(v), _, _) => format!("env {v}"),
+            (_, Some(f), _) => format!("file {}", f.display()),
+            (_, _, Some(c)) => format!("command {}", c.first().map_or("", String::as_str)),
             _ => "pgpass or none".into(),
         };
         vec![d.name.clone(), d.describe(), from]

@@ -6,6 +6,7 @@
 //! databases:
 //!   src: { host: 10.0.0.5, port: 5432, dbname: app, user: belt, password_env: SRC_PW }
 //!   dst: { url: "postgres://belt@10.0.0.9/app" }      # password from ~/.pgpass
+//!   new: { url: "postgres://belt@10.0.0.7/app", password_command: [vault, read, -field=pw, db/new], password_ttl: 300 }
 //! syncs:
 //!   app: { dbs: "src:source,dst:target", tables: all, group: dc1 }
 //! ```
@@ -54,6 +55,10 @@ struct DbEntry {
     application_name: Option<String>,
     password_env: Option<String>,
     password_file: Option<String>,
+    /// A program and its arguments (a list, or one string split on spaces).
+    password_command: Option<OneOrMany>,
+    /// Seconds `password_command`'s output is used before it runs again.
+    password_ttl: Option<u64>,
     /// Refused: secrets never go in a plan file or the catalog.
     password: Option<serde::de::IgnoredAny>,
 }
@@ -106,7 +111,7 @@ fn locate(path: &Path, text: &str, key: &str) -> String {
 
 fn db_spec(name: &str, e: &DbEntry) -> Result<DbSpec, String> {
     if e.password.is_some() {
-        return Err(format!("database '{name}': password may not be written in a plan file; use password_env, password_file or ~/.pgpass"));
+        return Err(format!("database '{name}': password may not be written in a plan file; use password_env, password_file, password_command or ~/.pgpass"));
     }
     let mut args = Vec::new();
     if let Some(url) = &e.url {
@@ -124,7 +129,14 @@ fn db_spec(name: &str, e: &DbEntry) -> Result<DbSpec, String> {
         ("password_file", e.password_file.clone()),
     ];
     args.extend(keys.into_iter().filter_map(|(k, v)| Some(format!("{k}={}", v?))));
-    DbSpec::parse(name, &args).map_err(|e| e.to_string())
+    let mut spec = DbSpec::parse(name, &args).map_err(|e| e.to_string())?;
+    spec.password_command = e.password_command.as_ref().map(|c| match c {
+        OneOrMany::One(s) => s.split_whitespace().map(String::from).collect(),
+        OneOrMany::Many(v) => v.clone(),
+    });
+    spec.password_ttl = e.password_ttl.map(std::time::Duration::from_secs);
+    spec.check_password_source().map_err(|e| e.to_string())?;
+    Ok(spec)
 }
 
 /// Applies a plan file: adds what is new, updates what changed, leaves the rest.

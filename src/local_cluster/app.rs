@@ -51,6 +51,8 @@ impl LocalCluster {
             ),
             password_env: None,
             password_file: Some(self.app_password_file()),
+            password_command: None,
+            password_ttl: None,
         }
     }
 

@@ -135,6 +135,8 @@ impl LocalCluster {
             conninfo: self.conninfo(dbname),
             password_env: None,
             password_file: Some(self.password_file.clone()),
+            password_command: None,
+            password_ttl: None,
         }
     }
 

@@ -9,7 +9,7 @@ use tokio_postgres::{AsyncMessage, Client};
 
 use super::dbspec::{describe_config, DbSpec};
 use super::error::DbError;
-use super::pgpass;
+use super::password;
 use super::tls;
 
 /// Settings pinned on every session, so that text forms of values and the meaning of
@@ -59,7 +59,7 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    if let Some(pw) = resolve_password(spec, &config)? {
+    if let Some(pw) = password::resolve(spec, &config).await? {
         config.password(pw);
     }
     let target = describe_config(&config);
@@ -71,7 +71,13 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
     let (client, mut connection) = config
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
         .await
-        .map_err(|e| classify_connect_error(spec, target, e))?;
+        .map_err(|e| {
+            let e = classify_connect_error(spec, target, e);
+            if matches!(e, DbError::Auth { .. }) {
+                password::forget(spec);
+            }
+            e
+        })?;
     tokio::spawn(async move {
         let Some(notify) = notify else {
             if let Err(e) = connection.await {
@@ -119,46 +125,15 @@ fn classify_connect_error(spec: &DbSpec, target: String, e: tokio_postgres::Erro
 /// The whole environment a client program (`pg_dump`, `psql`) run on behalf of
 /// `spec` needs: [`DbSpec::libpq_env`] plus `PGPASSWORD` when belt resolved a
 /// password. The child's environment is readable only by the same user, unlike argv.
-pub fn child_env(spec: &DbSpec) -> Result<Vec<(&'static str, String)>, DbError> {
+pub async fn child_env(spec: &DbSpec) -> Result<Vec<(&'static str, String)>, DbError> {
     let settings = |e: super::dbspec::DbSpecError| DbError::Settings {
         db: spec.name.clone(),
         message: e.to_string(),
     };
     let config = spec.config().map_err(settings)?;
     let mut env = spec.libpq_env().map_err(settings)?;
-    if let Some(pw) = resolve_password(spec, &config)? {
+    if let Some(pw) = password::resolve(spec, &config).await? {
         env.push(("PGPASSWORD", String::from_utf8_lossy(&pw).into_owned()));
     }
     Ok(env)
-}
-
-/// The password from `password_env`, `password_file`, or the pgpass file, in that order.
-fn resolve_password(spec: &DbSpec, config: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, DbError> {
-    let settings = |message: String| DbError::Settings {
-        db: spec.name.clone(),
-        message,
-    };
-    if let Some(var) = &spec.password_env {
-        return match std::env::var(var) {
-            Ok(v) => Ok(Some(v.into_bytes())),
-            Err(_) => Err(settings(format!(
-                "the environment variable {var} named by password_env is not set"
-            ))),
-        };
-    }
-    if let Some(path) = &spec.password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| settings(format!("cannot read password_file {}: {e}", path.display())))?;
-        return Ok(Some(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()));
-    }
-    let Some(path) = pgpass::default_path() else {
-        return Ok(None);
-    };
-    let Ok(contents) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let (host, port) = super::dbspec::pgpass_host_port(config);
-    let user = config.get_user().unwrap_or_default();
-    let dbname = config.get_dbname().unwrap_or(user);
-    Ok(pgpass::lookup(&contents, &host, port, dbname, user).map(String::into_bytes))
 }

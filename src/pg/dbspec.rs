@@ -2,11 +2,12 @@
 //! plus where the password comes from.
 //!
 //! The catalog stores exactly this, so a password never lands in it: `password=` and
-//! URIs with a password are refused with a pointer to `password_env`, `password_file`
-//! or the pgpass file.
+//! URIs with a password are refused with a pointer to `password_env`, `password_file`,
+//! `password_command` or the pgpass file.
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::tls::TlsSettings;
 
@@ -21,17 +22,28 @@ pub struct DbSpec {
     pub password_env: Option<String>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
+    /// Program (argv, no shell) that prints the password on its first line.
+    pub password_command: Option<Vec<String>>,
+    /// How long `password_command`'s output is used before it runs again.
+    #[serde(serialize_with = "as_secs")]
+    pub password_ttl: Option<Duration>,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_some(&d.map(|d| d.as_secs()))
 }
 
 /// A `beltctl add db` argument list that cannot be a database definition.
 #[derive(Debug, thiserror::Error)]
 pub enum DbSpecError {
-    #[error("database '{db}': a password may not be given inline; use password_env=VAR, password_file=PATH or a pgpass file so that it is never stored")]
+    #[error("database '{db}': a password may not be given inline; use password_env=VAR, password_file=PATH, password_command=PROGRAM or a pgpass file so that it is never stored")]
     InlinePassword { db: String },
     #[error("database '{db}': '{arg}' is not key=value (e.g. host=10.0.0.5 port=5432 dbname=app user=belt) or a postgres:// URI")]
     NotKeyValue { db: String, arg: String },
     #[error("database '{db}': invalid connection settings: {message}")]
     Invalid { db: String, message: String },
+    #[error("database '{db}': {message}")]
+    PasswordSource { db: String, message: String },
     #[error("database name '{0}' is not valid: use letters, digits, '_' and '-'")]
     BadName(String),
 }
@@ -51,6 +63,8 @@ impl DbSpec {
             conninfo: String::new(),
             password_env: None,
             password_file: None,
+            password_command: None,
+            password_ttl: None,
         };
         let mut pairs = Vec::new();
         for arg in args {
@@ -66,6 +80,16 @@ impl DbSpec {
                 "password" => return Err(DbSpecError::InlinePassword { db: name.to_string() }),
                 "password_env" => spec.password_env = Some(value.to_string()),
                 "password_file" => spec.password_file = Some(PathBuf::from(value)),
+                "password_command" => {
+                    spec.password_command = Some(value.split_whitespace().map(String::from).collect())
+                }
+                "password_ttl" => {
+                    let secs = value.trim().parse().map_err(|_| DbSpecError::PasswordSource {
+                        db: name.to_string(),
+                        message: format!("password_ttl '{value}' is not a number of seconds"),
+                    })?;
+                    spec.password_ttl = Some(Duration::from_secs(secs));
+                }
                 k => pairs.push(format!("{k}={}", quote_value(value))),
             }
         }
@@ -78,11 +102,38 @@ impl DbSpec {
             }
             spec.conninfo = pairs.join(" ");
         }
+        spec.check_password_source()?;
         let config = spec.config()?;
         if config.get_password().is_some() {
             return Err(DbSpecError::InlinePassword { db: name.to_string() });
         }
         Ok(spec)
+    }
+
+    /// At most one password source, a command that names a program, a TTL only with
+    /// a command.
+    pub fn check_password_source(&self) -> Result<(), DbSpecError> {
+        let bad = |message: &str| {
+            Err(DbSpecError::PasswordSource {
+                db: self.name.clone(),
+                message: message.to_string(),
+            })
+        };
+        let sources = [
+            self.password_env.is_some(),
+            self.password_file.is_some(),
+            self.password_command.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return bad("give one of password_env, password_file and password_command, not several");
+        }
+        if self.password_command.as_ref().is_some_and(Vec::is_empty) {
+            return bad("password_command is empty: give the program and its arguments");
+        }
+        if self.password_ttl.is_some() && self.password_command.is_none() {
+            return bad("password_ttl applies only to password_command");
+        }
+        Ok(())
     }
 
     /// The tokio-postgres configuration, without a password.

@@ -14,7 +14,7 @@ pub enum DbError {
         reason: String,
     },
     /// The server refused the login.
-    #[error("database '{db}' refused the login ({target}): {reason}; check the password (password_env, password_file or pgpass) and pg_hba.conf")]
+    #[error("database '{db}' refused the login ({target}): {reason}; check the password (password_env, password_file, password_command or pgpass) and pg_hba.conf")]
     Auth {
         db: String,
         target: String,
@@ -26,6 +26,14 @@ pub enum DbError {
         db: String,
         target: String,
         reason: String,
+    },
+    /// The `password_command` of the database failed (non-zero exit, timeout, no
+    /// output); what it printed on stdout is never shown.
+    #[error("database '{db}': password_command {program} failed: {message}")]
+    PasswordCommand {
+        db: String,
+        program: String,
+        message: String,
     },
     /// The settings cannot be used (bad conninfo, unset password_env, …).
     #[error("database '{db}': {message}")]
@@ -60,7 +68,7 @@ impl DbError {
     /// privileges, data that does not fit) are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Unreachable { .. } | DbError::Stalled { .. } => true,
+            DbError::Unreachable { .. } | DbError::Stalled { .. } | DbError::PasswordCommand { .. } => true,
             DbError::Auth { .. } | DbError::Settings { .. } | DbError::Tls { .. } => false,
             DbError::Query { source, .. } => is_transient_pg(source),
         }

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod error;
 pub mod introspect;
 pub(crate) mod keyed;
+pub(crate) mod password;
 pub(crate) mod pgpass;
 pub(crate) mod pipe;
 pub(crate) mod quote;

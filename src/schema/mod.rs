@@ -59,7 +59,7 @@ pub async fn target_is_empty(dst: &Client, db: &str) -> Result<bool, SchemaError
 }
 
 async fn read_dump(src: &DbSpec, only: Option<&TableName>) -> Result<dump::Dump, SchemaError> {
-    let env = crate::pg::connect::child_env(src)?;
+    let env = crate::pg::connect::child_env(src).await?;
     let (spec, only) = (src.clone(), only.cloned());
     tokio::task::spawn_blocking(move || dump_schema(&spec, &env, only.as_ref()))
         .await

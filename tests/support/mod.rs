@@ -249,26 +249,38 @@ impl Pair {
     pub fn add_dbs_as(&self, user: &str, password: &str) {
         let file = self.dir.join(format!("{user}-password"));
         std::fs::write(&file, password).unwrap();
+        self.add_dbs_as_with(user, &[format!("password_file={}", file.display())], &[]);
+    }
+
+    /// `add db src` and `add db dst` connecting as `user`, with `extra` settings (the
+    /// password's source) and `env` for beltctl.
+    pub fn add_dbs_as_with(&self, user: &str, extra: &[String], env: &[(&str, &str)]) {
         for (name, db) in [("src", SRC), ("dst", DST)] {
             let args = [
                 format!("port={}", self.server_of(db).port()),
                 format!("dbname={db}"),
                 format!("user={user}"),
-                format!("password_file={}", file.display()),
             ];
             let mut all = vec!["add", "db", name, "host=127.0.0.1"];
-            all.extend(args.iter().map(String::as_str));
-            self.beltctl_ok(&all);
+            all.extend(args.iter().chain(extra).map(String::as_str));
+            let out = self.beltctl_env(&all, env);
+            assert!(out.status.success(), "beltctl {all:?} failed:\n{}", text(&out));
         }
     }
 
     /// Starts belt-syncd on this pair's catalog.
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_env(&[])
+    }
+
+    /// Starts belt-syncd on this pair's catalog with extra environment variables.
+    pub fn start_daemon_env(&self, env: &[(&str, &str)]) -> Daemon {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
             .arg("-c")
             .arg(&self.config)
             .env("BELT_LOG", "belt=debug,info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
