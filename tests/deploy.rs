@@ -126,3 +126,77 @@ fn the_configmap_holds_a_config_and_a_plan_belt_reads() {
     );
     assert!(stderr.contains("password_file /etc/belt/secrets/src"), "{stderr}");
 }
+
+/// Metric names `src/api/metrics.rs` declares (its `"belt_…"` string constants).
+fn exported_metrics() -> Vec<String> {
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/metrics.rs")).unwrap();
+    source
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("belt_") && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(String::from)
+        .collect()
+}
+
+/// Every `belt_…` name in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("belt_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_is_json_and_names_only_metrics_the_daemon_exports() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/belt.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let exported = exported_metrics();
+    assert!(exported.len() >= 10, "metric constants not found: {exported:?}");
+    let mut all = Vec::new();
+    exprs(&dashboard["panels"], &mut all);
+    assert!(!all.is_empty(), "no panel queries");
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &all {
+        for name in metric_names(expr) {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| exported.iter().any(|e| e == b)))
+                .unwrap_or(&name)
+                .to_string();
+            assert!(
+                exported.contains(&base),
+                "{}: `{name}` in `{expr}` is not a metric belt-syncd exports",
+                path.display()
+            );
+            used.insert(base);
+        }
+    }
+    let unused: Vec<_> = exported.iter().filter(|e| !used.contains(*e)).collect();
+    assert!(unused.is_empty(), "metrics with no panel: {unused:?}");
+}

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{count, wait_for, Pair, DST, SRC};
+use crate::support::{assert_same, count, wait_for, Pair, DST, SRC};
 
 #[tokio::test]
 async fn the_daemon_speaks_the_notify_protocol_and_stops_cleanly() {
@@ -127,7 +127,13 @@ fn sample(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
-    let pair = Pair::new("create table t (id int primary key)").await;
+    let table = "create table t (id int primary key)";
+    let pair = Pair::with_schemas(
+        &format!("{table}; insert into t select generate_series(1001, 1100)"),
+        table,
+        "",
+    )
+    .await;
     pair.add_sync("t");
     let mut daemon = pair.start_daemon();
     pair.kick_wait();
@@ -142,6 +148,12 @@ async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
 
     let (_, before) = get(&pair, "/metrics");
     let rounds = sample(&before, r#"belt_rounds_total{sync="app"}"#);
+    assert_eq!(
+        sample(&before, r#"belt_copy_rows_done{sync="app"}"#),
+        100.0,
+        "copy progress counts the copied rows"
+    );
+    sample(&before, r#"belt_copy_rows_estimated{sync="app"}"#);
     pair.src()
         .await
         .batch_execute("insert into t select generate_series(1, 25)")
@@ -171,6 +183,7 @@ async fn metrics_move_and_status_knows_whether_the_daemon_runs() {
         said.contains("not answering") && said.contains("last recorded"),
         "{said}"
     );
+    assert_same(&pair, "t").await;
 }
 
 #[tokio::test]

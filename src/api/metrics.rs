@@ -17,6 +17,8 @@ pub const CONFLICTS: &str = "belt_conflicts_total";
 pub const PARKED: &str = "belt_parked_rows_total";
 pub const ERRORS: &str = "belt_errors_total";
 pub const COPIED_ROWS: &str = "belt_copy_rows_total";
+pub const COPY_ROWS_DONE: &str = "belt_copy_rows_done";
+pub const COPY_ROWS_ESTIMATED: &str = "belt_copy_rows_estimated";
 pub const TASK_RESTARTS: &str = "belt_sync_task_restarts_total";
 
 /// Installs the process-wide recorder; `None` when one is installed already (a second
@@ -53,6 +55,14 @@ pub fn install() -> Option<PrometheusHandle> {
     describe_counter!(PARKED, "Rows parked because they could not be applied, per sync.");
     describe_counter!(ERRORS, "Failed rounds and connections, per sync.");
     describe_counter!(COPIED_ROWS, "Rows moved by initial copies, per sync.");
+    describe_gauge!(
+        COPY_ROWS_DONE,
+        "Rows of the running initial copy done so far, checkpoints before a restart included, per sync."
+    );
+    describe_gauge!(
+        COPY_ROWS_ESTIMATED,
+        "Rows the running initial copy is estimated to move in all (from the planner's statistics), per sync."
+    );
     describe_counter!(
         TASK_RESTARTS,
         "Sync tasks that ended without being stopped (a panic) and were started again, per sync."
@@ -98,7 +108,14 @@ pub fn task_restart(sync: &str) {
     counter!(TASK_RESTARTS, "sync" => sync.to_string()).increment(1);
 }
 
+/// Records a copy's plan: rows already done (checkpointed) and estimated in all.
+pub fn copy_planned(sync: &str, done: u64, estimated: u64) {
+    gauge!(COPY_ROWS_DONE, "sync" => sync.to_string()).set(done as f64);
+    gauge!(COPY_ROWS_ESTIMATED, "sync" => sync.to_string()).set(estimated as f64);
+}
+
 /// Records rows moved by a copy chunk.
 pub fn copied(sync: &str, rows: u64) {
     counter!(COPIED_ROWS, "sync" => sync.to_string()).increment(rows);
+    gauge!(COPY_ROWS_DONE, "sync" => sync.to_string()).increment(rows as f64);
 }

@@ -67,6 +67,7 @@ impl CopyJob {
     async fn plan(&self) -> Result<VecDeque<Unit>, SyncError> {
         let from = connect(&self.from).await?;
         let mut todo = VecDeque::new();
+        let (mut done, mut estimated) = (0, 0);
         for table in &self.tables {
             let (sync, schema, name) = (
                 self.sync.clone(),
@@ -89,11 +90,16 @@ impl CopyJob {
                     .call(move |c| c.plan_table_copy(&sync, &schema, &name, &planned))
                     .await?;
             }
+            for p in &parts {
+                done += p.rows.max(0) as u64;
+                estimated += p.total.max(p.rows).max(0) as u64;
+            }
             todo.extend(parts.into_iter().filter(|p| !p.done).map(|part| Unit {
                 table: table.clone(),
                 part,
             }));
         }
+        crate::api::metrics::copy_planned(&self.sync, done, estimated);
         Ok(todo)
     }
 
