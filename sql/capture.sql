@@ -1,4 +1,4 @@
--- belt change capture, version 8.
+-- belt change capture, version 9.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -43,6 +43,16 @@ create table if not exists belt.interleaved (
     seq_name text not null,
     original_increment bigint not null,
     primary key (schema_name, seq_name)
+);
+
+-- One row per sync that uses this database. copied_token: written on both databases
+-- of the sync when its initial copy (and indexes) finished, the same random token on
+-- each; a daemon that lost its catalog and sets the sync up again finds matching
+-- tokens and resumes from the deltas here instead of copying again.
+create table if not exists belt.syncs (
+    sync text primary key,
+    copied_token text,
+    copied_at timestamptz
 );
 
 create or replace function belt.capture_version() returns integer
@@ -413,4 +423,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (8);
+insert into belt.meta (version) values (9);

@@ -72,6 +72,22 @@ pub struct Config {
     /// that answers nothing, before its session is dropped and the step retried.
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// A plan file the daemon applies at start and on SIGHUP (`belt-syncd --plan`
+    /// overrides it).
+    pub plan: Option<PathBuf>,
+    /// Run only the syncs of one shard: a number, or `ordinal` for the number that
+    /// ends the host name (`belt-2` → 2, a StatefulSet's pod). `BELT_SHARD` in the
+    /// environment overrides either. Absent: every sync, no shard needed.
+    pub shard: Option<ShardSetting>,
+}
+
+/// Which shard of a fleet this daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ShardSetting {
+    Number(u32),
+    /// `ordinal`: from the host name.
+    Named(String),
 }
 
 /// A configuration that cannot be used.
@@ -89,6 +105,8 @@ pub enum ConfigError {
         location: String,
         message: String,
     },
+    #[error("shard: {0}")]
+    Shard(String),
     #[error("config file {path}: {field}: {message}")]
     Invalid {
         path: String,
@@ -210,7 +228,36 @@ impl Config {
         if self.stall_timeout_ms < 100 {
             return Err(invalid("stall_timeout_ms", "must be at least 100"));
         }
+        if let Some(ShardSetting::Named(name)) = &self.shard {
+            if name != "ordinal" {
+                return Err(invalid("shard", "must be a number or `ordinal`"));
+            }
+        }
         Ok(())
+    }
+
+    /// The shard this process runs, if sharding is on: `BELT_SHARD`, else `shard:`
+    /// (a number, or the ordinal that ends the host name).
+    pub fn shard(&self) -> Result<Option<u32>, ConfigError> {
+        if let Ok(value) = std::env::var("BELT_SHARD") {
+            return value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ConfigError::Shard(format!("BELT_SHARD='{value}' is not a shard number")));
+        }
+        match &self.shard {
+            None => Ok(None),
+            Some(ShardSetting::Number(n)) => Ok(Some(*n)),
+            Some(ShardSetting::Named(_)) => {
+                let host = hostname();
+                ordinal(&host).map(Some).ok_or_else(|| {
+                    ConfigError::Shard(format!(
+                        "`ordinal` needs a host name ending in -N (a StatefulSet pod such as belt-2); this host is '{host}': set BELT_SHARD or a number"
+                    ))
+                })
+            }
+        }
     }
 
     /// The timer poll interval.
@@ -224,9 +271,38 @@ impl Config {
     }
 }
 
+/// The number after the last `-` of a host name: a StatefulSet pod's ordinal.
+fn ordinal(host: &str) -> Option<u32> {
+    host.rsplit_once('-')?.1.parse().ok()
+}
+
+/// This machine's host name (the pod's name in Kubernetes).
+fn hostname() -> String {
+    if let Ok(h) = std::env::var("HOSTNAME") {
+        if !h.is_empty() {
+            return h;
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pods_ordinal_is_its_shard() {
+        assert_eq!(ordinal("belt-2"), Some(2));
+        assert_eq!(ordinal("belt-fleet-12"), Some(12));
+        assert_eq!(ordinal("belt"), None);
+        assert_eq!(ordinal("belt-x"), None);
+        let e = Config::parse("shard: primary\n", "belt.yaml")
+            .unwrap()
+            .validate("belt.yaml");
+        assert!(e.unwrap_err().to_string().contains("shard"));
+    }
 
     #[test]
     fn unknown_key_names_line_and_column() {

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod local_cluster;
 mod migrate;
 pub mod pg;
+pub mod plan;
 pub mod schema;
 mod tables;
 mod verify;

@@ -98,6 +98,16 @@ fn the_configmap_holds_a_config_and_a_plan_belt_reads() {
         "the catalog is on the volume"
     );
     assert_eq!(config.listen, "0.0.0.0:7543", "the probes reach the API");
+    assert_eq!(
+        config.plan.as_deref(),
+        Some(Path::new("/etc/belt/plan.yaml")),
+        "the daemon applies the mounted plan"
+    );
+    assert_eq!(
+        config.shard,
+        Some(belt::config::ShardSetting::Named("ordinal".into())),
+        "pod belt-N runs shard N"
+    );
 
     // Applied outside a pod, the plan's databases are stored and its sync stops only
     // where it needs the mounted Secret: the file parses and every entry is valid.

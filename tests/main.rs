@@ -17,6 +17,7 @@ mod deploy;
 mod drift;
 mod faults;
 mod fence;
+mod fleet;
 mod least_privilege;
 mod multimaster;
 mod operator;

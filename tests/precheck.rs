@@ -57,6 +57,8 @@ async fn precheck_names_each_blocker_and_exits_1() {
         [
             "capture privileges",
             "table rights",
+            // The target holds schema belt too (the copy mark and the fence).
+            "capture privileges",
             "apply without echo",
             "pg_dump",
             "schema owners"

@@ -14,6 +14,9 @@ struct Args {
     /// Config file (YAML); defaults apply without one.
     #[arg(short, long, env = "BELT_CONFIG")]
     config: Option<PathBuf>,
+    /// A plan file to apply at start and on SIGHUP (overrides `plan:` in the config).
+    #[arg(long, env = "BELT_PLAN")]
+    plan: Option<PathBuf>,
     /// Validate the config and exit.
     #[arg(long)]
     check_config: bool,
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).init(),
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(belt::daemon::run(config, args.config)) {
+    match runtime.block_on(belt::daemon::run(config, args.config, args.plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %belt::pg::error::render(&e), "belt-syncd failed");

@@ -12,6 +12,8 @@
 //! per statement); the row-level variant stays in the script for the benchmark that
 //! compares them.
 
+pub mod syncs;
+
 use tokio_postgres::Client;
 
 use crate::pg::introspect::TableInfo;
@@ -20,7 +22,7 @@ use crate::pg::DbError;
 const CAPTURE_SQL: &str = include_str!("../../sql/capture.sql");
 
 /// Version of `sql/capture.sql`; a database with an older one is upgraded on install.
-pub const CAPTURE_VERSION: i32 = 8;
+pub const CAPTURE_VERSION: i32 = 9;
 
 /// The NOTIFY channel the triggers signal once per statement.
 pub const KICK_CHANNEL: &str = "belt_kick";
@@ -59,34 +61,7 @@ pub async fn install(
     tables: &[TableInfo],
     mode: TriggerMode,
 ) -> Result<Vec<Captured>, DbError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| DbError::query(db, "begin capture install", e))?;
-    tx.execute("select pg_advisory_xact_lock(hashtext('belt.capture'))", &[])
-        .await
-        .map_err(|e| DbError::query(db, "lock capture install", e))?;
-    let installed: bool = tx
-        .query_one("select to_regproc('belt.capture_version') is not null", &[])
-        .await
-        .map_err(|e| DbError::query(db, "look for schema belt", e))?
-        .get(0);
-    let version: i32 = if installed {
-        tx.query_one("select belt.capture_version()", &[])
-            .await
-            .map_err(|e| DbError::query(db, "read capture version", e))?
-            .get(0)
-    } else {
-        0
-    };
-    if version < CAPTURE_VERSION {
-        tx.batch_execute(CAPTURE_SQL)
-            .await
-            .map_err(|e| DbError::query(db, "install schema belt (needs CREATE on the database)", e))?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| DbError::query(db, "commit capture install", e))?;
+    install_schema(client, db).await?;
     // One table per transaction: creating a trigger locks its table, and holding
     // several such locks at once could deadlock with an application transaction
     // that touches the same tables in another order. A short lock_timeout keeps a
@@ -118,6 +93,39 @@ pub async fn install(
         });
     }
     Ok(captured)
+}
+
+/// Installs (or upgrades) schema `belt` alone, with no trigger: on a database that
+/// only receives, for the sync's row in `belt.syncs`.
+pub async fn install_schema(client: &mut Client, db: &str) -> Result<(), DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| DbError::query(db, "begin capture install", e))?;
+    tx.execute("select pg_advisory_xact_lock(hashtext('belt.capture'))", &[])
+        .await
+        .map_err(|e| DbError::query(db, "lock capture install", e))?;
+    let installed: bool = tx
+        .query_one("select to_regproc('belt.capture_version') is not null", &[])
+        .await
+        .map_err(|e| DbError::query(db, "look for schema belt", e))?
+        .get(0);
+    let version: i32 = if installed {
+        tx.query_one("select belt.capture_version()", &[])
+            .await
+            .map_err(|e| DbError::query(db, "read capture version", e))?
+            .get(0)
+    } else {
+        0
+    };
+    if version < CAPTURE_VERSION {
+        tx.batch_execute(CAPTURE_SQL)
+            .await
+            .map_err(|e| DbError::query(db, "install schema belt (needs CREATE on the database)", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(db, "commit capture install", e))
 }
 
 /// Removes capture from the given tables; safe to run again.

@@ -35,6 +35,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Records the shard that runs a sync (from the plan).
+    pub fn set_shard(&mut self, sync: &str, shard: Option<u32>) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "update syncs set shard = ?2 where name = ?1",
+                params![sync, shard],
+            )
+            .map_err(self.err("store shard"))?;
+        Ok(())
+    }
+
     /// Marks a sync added with a copy as ready for the daemon to set up; `false` when
     /// it was requested (or set up) already.
     pub fn request_setup(&mut self, sync: &str) -> Result<bool, CatalogError> {

@@ -36,6 +36,8 @@ pub struct SyncDef {
     /// Added with `--tables all`: tables created later are picked up. `Some("")`
     /// follows every schema, `Some(schema)` one schema, `None` the listed tables only.
     pub tables_all: Option<String>,
+    /// The shard (daemon) that runs it when the fleet is sharded; set by the plan.
+    pub shard: Option<u32>,
 }
 
 impl SyncDef {

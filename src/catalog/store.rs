@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
+    include_str!("schema_v9.sql"),
 ];
 
 /// The open catalog file.
@@ -201,8 +202,8 @@ impl Catalog {
         let err = |context| fail(&path, context);
         let tx = self.conn.transaction().map_err(err("begin add sync"))?;
         tx.execute(
-            "insert into syncs (name, conflict, grp, copy, tables_all) values (?1, ?2, ?3, ?4, ?5)",
-            params![sync.name, sync.conflict, sync.group, sync.copy, sync.tables_all],
+            "insert into syncs (name, conflict, grp, copy, tables_all, shard) values (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sync.name, sync.conflict, sync.group, sync.copy, sync.tables_all, sync.shard],
         )
         .map_err(err("add sync"))?;
         for (ord, m) in sync.members.iter().enumerate() {
@@ -277,7 +278,7 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "select name, conflict, grp, paused, kick_seq, copy, tables_all from syncs order by name",
+                "select name, conflict, grp, paused, kick_seq, copy, tables_all, shard from syncs order by name",
             )
             .map_err(self.err("list syncs"))?;
         let mut syncs: Vec<SyncDef> = stmt
@@ -290,6 +291,7 @@ impl Catalog {
                     kick_seq: r.get(4)?,
                     copy: r.get(5)?,
                     tables_all: r.get(6)?,
+                    shard: r.get(7)?,
                     members: Vec::new(),
                 })
             })

@@ -146,6 +146,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         kick_seq: 0,
         copy: CopyState::Pending,
         tables_all: Some("public".into()),
+        shard: None,
     };
     let report = precheck(&def, [&src_spec, &dst_spec], [&src, &dst], &tables).await?;
     let count = |l: Level| report.findings.iter().filter(|f| f.level == l).count();

@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Retry { name } => parked::retry(&mut catalog, &name).await,
         Command::Setup(args) => setup::setup(&mut catalog, args).await,
         Command::Precheck(args) => precheck::run(&catalog, args).await,
-        Command::Apply(args) => plan::apply(&mut catalog, args).await,
+        Command::Apply(args) => plan::apply(&mut catalog, &config, args).await,
         Command::Verify(args) => verify::run(&catalog, args).await,
         Command::RevokeLogins(args) => logins::revoke(&mut catalog, args).await,
         Command::RestoreLogins(args) => logins::restore(&mut catalog, args).await,

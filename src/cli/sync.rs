@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use super::output::print_rows;
 use super::CliError;
-use crate::catalog::{Catalog, CopyState, Member, Role, SyncDef};
+use crate::catalog::{Catalog, CopyState, Member, SyncDef};
 use crate::engine::Strategy;
-use crate::migrate::add_sync::{add_sync, check_sync};
-use crate::pg::introspect::{TableInfo, TableName};
-use crate::tables::Selection;
+use crate::migrate::add_sync::{add_sync, update_roles};
+use crate::migrate::sync_text::{parse_members, SyncText};
+use crate::pg::introspect::TableInfo;
 
 /// Arguments of `beltctl add sync`.
 #[derive(Debug, Args)]
@@ -40,78 +40,20 @@ pub struct AddSyncArgs {
     pub no_copy: bool,
 }
 
-fn parse_members(text: &str) -> Result<Vec<Member>, CliError> {
-    let mut members = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (db, role) = part.split_once(':').unwrap_or((part, ""));
-        let role = role
-            .parse::<Role>()
-            .map_err(|_| CliError::Usage(format!("--dbs: '{part}' must be NAME:source or NAME:target")))?;
-        if members.iter().any(|m: &Member| m.db == db) {
-            return Err(CliError::Usage(format!("--dbs: database '{db}' is listed twice")));
-        }
-        members.push(Member {
-            db: db.to_string(),
-            role,
-        });
-    }
-    Ok(members)
-}
-
-fn parse_selection(tables: &str, schema: Option<&str>) -> Selection {
-    if tables.trim() == "all" {
-        return Selection::All {
-            schema: schema.map(str::to_string),
-        };
-    }
-    let schema = schema.unwrap_or("public");
-    Selection::Listed(
-        tables
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| TableName::parse(t, schema))
-            .collect(),
-    )
-}
-
-/// A sync as `beltctl add sync` and plan files describe it — `dbs` as `A:source,B:target`,
-/// `tables` as `all` or a list — and the tables it asks for.
-pub(super) fn sync_def(
-    name: &str,
-    dbs: &str,
-    tables: &str,
-    schema: Option<&str>,
-    conflict: &str,
-    group: Option<&str>,
-    copy: bool,
-) -> Result<(SyncDef, Selection), CliError> {
-    let def = SyncDef {
-        name: name.to_string(),
-        members: parse_members(dbs)?,
-        conflict: conflict
-            .parse()
-            .map_err(|e: crate::engine::conflict::BadStrategy| CliError::Usage(e.to_string()))?,
-        group: group.map(str::to_string),
-        paused: false,
-        kick_seq: 0,
-        copy: if copy { CopyState::Added } else { CopyState::Done },
-        tables_all: (tables.trim() == "all").then(|| schema.unwrap_or_default().to_string()),
-    };
-    Ok((def, parse_selection(tables, schema)))
-}
-
 /// Checks the sync's databases and tables, then stores it. Changes no database.
 pub async fn add(catalog: &mut Catalog, args: AddSyncArgs) -> Result<ExitCode, CliError> {
-    let (def, selection) = sync_def(
-        &args.name,
-        &args.dbs,
-        &args.tables,
-        args.schema.as_deref(),
-        &args.conflict,
-        args.group.as_deref(),
-        !args.no_copy,
-    )?;
+    let (def, selection) = SyncText {
+        name: &args.name,
+        dbs: &args.dbs,
+        tables: &args.tables,
+        schema: args.schema.as_deref(),
+        conflict: &args.conflict,
+        group: args.group.as_deref(),
+        copy: !args.no_copy,
+        shard: None,
+    }
+    .parse()
+    .map_err(CliError::Usage)?;
     let tables = add_sync(catalog, &def, &selection).await?;
     report_added(&def, &tables);
     Ok(ExitCode::SUCCESS)
@@ -203,7 +145,7 @@ pub fn remove(catalog: &mut Catalog, name: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_members(members: &[Member]) -> String {
+pub(super) fn describe_members(members: &[Member]) -> String {
     members
         .iter()
         .map(|m| format!("{}:{}", m.db, m.role.as_str()))
@@ -224,30 +166,8 @@ pub struct UpdateSyncArgs {
 
 /// Changes the roles of a sync's databases; the daemon picks it up without a re-copy.
 pub async fn update(catalog: &mut Catalog, args: UpdateSyncArgs) -> Result<ExitCode, CliError> {
-    let mut def = catalog.require_sync(&args.name)?;
-    let members = parse_members(&args.dbs)?;
-    let mut old: Vec<&str> = def.members.iter().map(|m| m.db.as_str()).collect();
-    let mut new: Vec<&str> = members.iter().map(|m| m.db.as_str()).collect();
-    old.sort_unstable();
-    new.sort_unstable();
-    if old != new {
-        return Err(CliError::Usage(format!(
-            "--dbs: sync '{}' has databases {}; update changes roles, not databases",
-            def.name,
-            old.join(", ")
-        )));
-    }
-    def.members = members;
-    let tables: Vec<TableName> = catalog
-        .relations(&def.name)?
-        .into_iter()
-        .map(|t| TableName {
-            schema: t.schema,
-            name: t.name,
-        })
-        .collect();
-    check_sync(catalog, &def, &Selection::Listed(tables)).await?;
-    catalog.set_members(&def.name, &def.members)?;
+    let members = parse_members(&args.dbs).map_err(CliError::Usage)?;
+    let def = update_roles(catalog, &args.name, members).await?;
     println!("sync '{}' is now {}", def.name, describe_members(&def.members));
     Ok(ExitCode::SUCCESS)
 }

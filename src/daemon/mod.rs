@@ -13,6 +13,7 @@ mod error;
 mod notify;
 mod partitions;
 mod pickup;
+mod plan_task;
 mod restarts;
 pub mod session;
 mod setup;
@@ -49,6 +50,8 @@ pub enum DaemonError {
     Listen(#[from] api::ListenError),
     #[error("config: listen: {0}")]
     Config(String),
+    #[error("plan: {0}")]
+    Plan(String),
 }
 
 struct Running {
@@ -61,15 +64,31 @@ struct Running {
 /// Runs the daemon until SIGTERM or SIGINT, under systemd's notify protocol when
 /// `$NOTIFY_SOCKET` is set. SIGHUP re-reads the config file (`config_path`): new
 /// values apply to syncs started from then on; a bad file is logged and ignored.
-pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), DaemonError> {
+/// `plan` (from `--plan`) replaces the config's `plan:`, then and at every reload;
+/// the plan is applied at start and on every SIGHUP.
+pub async fn run(
+    mut config: Config,
+    config_path: Option<std::path::PathBuf>,
+    plan: Option<std::path::PathBuf>,
+) -> Result<(), DaemonError> {
+    config.plan = plan.clone().or(config.plan);
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    if let Some(plan) = &config.plan {
+        // A plan that cannot be read or checked stops the start: better a pod that
+        // crash-loops naming the line than one that silently runs nothing.
+        let shard = config.shard().map_err(|e| DaemonError::Plan(e.to_string()))?;
+        crate::plan::Plan::load(plan)
+            .and_then(|p| p.check(shard).map(drop))
+            .map_err(|e| DaemonError::Plan(crate::pg::error::render(&e)))?;
+    }
     let (reload_tx, reload_rx) = watch::channel(config);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match Config::load(config_path.as_deref()) {
-                Ok(c) => {
+                Ok(mut c) => {
+                    c.plan = plan.clone().or(c.plan);
                     info!("config reloaded");
                     let _ = reload_tx.send(c);
                 }
@@ -111,7 +130,9 @@ async fn supervise(
             metrics: api::metrics::install(),
         },
     ));
-    info!(catalog = %config.catalog.display(), listen = %config.listen, "belt-syncd started");
+    let shard = config.shard().map_err(|e| DaemonError::Plan(e.to_string()))?;
+    info!(catalog = %config.catalog.display(), listen = %config.listen, shard = ?shard, "belt-syncd started");
+    let plans = tokio::spawn(plan_task::run(configs.clone()));
     notifier.send("READY=1");
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut restarts = Restarts::default();
@@ -143,6 +164,7 @@ async fn supervise(
         let _ = r.task.await;
     }
     api_task.abort();
+    plans.abort();
     if let api::Listen::Unix(path) = &listen {
         let _ = std::fs::remove_file(path);
     }
@@ -158,9 +180,19 @@ async fn reconcile(
     restarts: &mut Restarts,
     syncs: Vec<SyncDef>,
 ) {
+    let shard = config.shard().unwrap_or_else(|e| {
+        error!(error = %e, "shard unknown: running no sync");
+        Some(u32::MAX)
+    });
+    let elsewhere: HashMap<String, Option<u32>> = syncs
+        .iter()
+        .filter(|s| shard.is_some() && s.shard != shard)
+        .map(|s| (s.name.clone(), s.shard))
+        .collect();
     let wanted: HashMap<String, SyncDef> = syncs
         .into_iter()
         .filter(|s| !s.paused && s.copy != CopyState::Added)
+        .filter(|s| !elsewhere.contains_key(&s.name))
         .map(|s| (s.name.clone(), s))
         .collect();
     let gone: Vec<String> = running
@@ -173,9 +205,23 @@ async fn reconcile(
             let _ = r.stop.send(true);
             let _ = r.task.await;
             let n = name.clone();
-            let _ = catalog
-                .call(move |c| c.set_state(&n, SyncState::Paused, None))
-                .await;
+            let _ = match elsewhere.get(&name) {
+                Some(other) => {
+                    let why = match other {
+                        Some(s) => format!("the plan moved it to shard {s}; that daemon runs it"),
+                        None => "the plan gives it no shard; no sharded daemon runs it".into(),
+                    };
+                    info!(sync = %name, %why, "sync task stopped");
+                    catalog
+                        .call(move |c| c.set_state(&n, SyncState::Stopped, Some(&why)))
+                        .await
+                }
+                None => {
+                    catalog
+                        .call(move |c| c.set_state(&n, SyncState::Paused, None))
+                        .await
+                }
+            };
         }
     }
     // A task runs until it is stopped: one that ended on its own panicked.

@@ -100,6 +100,7 @@ impl Session {
                     .await
                     .map_err(|e| DbError::query(&side.db, "listen for changes", e))?;
             } else {
+                capture::install_schema(&mut side.client, &side.db).await?;
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
         }

@@ -11,6 +11,7 @@ use tracing::info;
 use super::copy_job::CopyJob;
 use super::error::SyncError;
 use super::session::Session;
+use crate::capture::syncs;
 use crate::catalog::{CatalogHandle, CopyState, SyncState};
 use crate::engine::batch::current_snapshot;
 use crate::pg::KeyedTable;
@@ -66,7 +67,16 @@ impl Setup<'_> {
     /// positions, copies every table, builds what the schema copy left for after.
     /// `Ok(false)` when stopped before the end.
     pub async fn after_connect(&self, copy: CopyState, session: &Session) -> Result<bool, SyncError> {
+        let sides = [0, 1].map(|i| (&session.sides[i].client, session.sides[i].db.as_str()));
         if copy.before_schema() {
+            if let Some(at) = syncs::copied_at(sides, self.sync).await? {
+                info!(sync = %self.sync, copied_at = %at, "both databases say this sync's copy finished: not copying again, rounds resume from the deltas there");
+                self.set(CopyState::Done, SyncState::Replicating).await?;
+                return Ok(true);
+            }
+            for (client, db) in sides {
+                syncs::clear_copied(client, db, self.sync).await?;
+            }
             let mut positions = Vec::new();
             for side in session.sides.iter().filter(|s| s.source) {
                 let snapshot = current_snapshot(&side.client, &side.db, None).await?;
@@ -114,6 +124,7 @@ impl Setup<'_> {
             let built = schema::copy_after(from, &dst, &to.name).await?;
             info!(sync = %self.sync, objects = built, "indexes and foreign keys built");
         }
+        syncs::mark_copied(sides, self.sync).await?;
         self.set(CopyState::Done, SyncState::Replicating).await?;
         Ok(true)
     }

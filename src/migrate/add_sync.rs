@@ -3,10 +3,10 @@
 //! CLI's `add sync`, `update sync` and plan files all come through here.
 
 use super::WorkflowError;
-use crate::catalog::{Catalog, CatalogError, CopyState, SyncDef};
+use crate::catalog::{Catalog, CatalogError, CopyState, Member, SyncDef};
 use crate::engine::echo::check_receiver;
 use crate::pg::connect;
-use crate::pg::introspect::TableInfo;
+use crate::pg::introspect::{TableInfo, TableName};
 use crate::tables::{self, Selection};
 
 /// Checks the sync's databases and tables and returns the tables it would
@@ -54,4 +54,37 @@ pub async fn add_sync(
     let tables = check_sync(catalog, def, selection).await?;
     catalog.add_sync(def, &tables)?;
     Ok(tables)
+}
+
+/// Gives a sync's databases new roles (the same databases, e.g. `src:target,dst:source`
+/// to turn the src → dst direction off), after checking the sync as it would be.
+pub async fn update_roles(
+    catalog: &mut Catalog,
+    name: &str,
+    members: Vec<Member>,
+) -> Result<SyncDef, WorkflowError> {
+    let mut def = catalog.require_sync(name)?;
+    let mut old: Vec<&str> = def.members.iter().map(|m| m.db.as_str()).collect();
+    let mut new: Vec<&str> = members.iter().map(|m| m.db.as_str()).collect();
+    old.sort_unstable();
+    new.sort_unstable();
+    if old != new {
+        return Err(WorkflowError::Definition(format!(
+            "--dbs: sync '{}' has databases {}; update changes roles, not databases",
+            def.name,
+            old.join(", ")
+        )));
+    }
+    def.members = members;
+    let tables: Vec<TableName> = catalog
+        .relations(&def.name)?
+        .into_iter()
+        .map(|t| TableName {
+            schema: t.schema,
+            name: t.name,
+        })
+        .collect();
+    check_sync(catalog, &def, &Selection::Listed(tables)).await?;
+    catalog.set_members(&def.name, &def.members)?;
+    Ok(def)
 }

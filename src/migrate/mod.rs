@@ -9,6 +9,7 @@ pub mod precheck;
 pub mod privileges;
 pub mod roles;
 pub mod switch;
+pub mod sync_text;
 
 /// Why a migration step (adding a sync, a cutover or failback) could not run, or
 /// which of its checks stopped it.
@@ -20,6 +21,9 @@ pub enum WorkflowError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Tables(#[from] crate::tables::TableError),
+    /// The sync asked for cannot be (databases, roles, strategy).
+    #[error("{0}")]
+    Definition(String),
     /// A gate of a cutover or failback found what stops it.
     #[error("{0}")]
     Gate(String),

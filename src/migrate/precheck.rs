@@ -103,7 +103,7 @@ pub async fn precheck(
             "server version",
             format!("PostgreSQL {} (belt needs 10 or later)", versions[i]),
         );
-        if roles[i] == Role::Source {
+        {
             let create: bool = one(
                 c,
                 db,
@@ -111,7 +111,12 @@ pub async fn precheck(
             )
             .await?;
             let (level, detail) = if create {
-                (Level::Ok, "may create schema belt and its triggers".to_string())
+                let what = if roles[i] == Role::Source {
+                    "may create schema belt and its triggers"
+                } else {
+                    "may create schema belt (the sync's copy mark; triggers once it becomes a source)"
+                };
+                (Level::Ok, what.to_string())
             } else {
                 let grant: String = one(
                     c,

@@ -275,10 +275,42 @@ impl Pair {
 
     /// Starts belt-syncd on this pair's catalog with extra environment variables.
     pub fn start_daemon_env(&self, env: &[(&str, &str)]) -> Daemon {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        self.start_daemon_with(&self.config, &[], env)
+    }
+
+    /// Writes the config of another daemon, `NAME.yaml`, with a catalog and API
+    /// socket of its own (`NAME.db`, `NAME.sock`) and `extra` lines; returns its path.
+    pub fn other_config(&self, name: &str, extra: &str) -> PathBuf {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "catalog: {}\nlisten: unix:{}\n{extra}",
+                self.dir.join(format!("{name}.db")).display(),
+                self.dir.join(format!("{name}.sock")).display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Starts belt-syncd with `config` (its log next to it, `NAME.log`), extra
+    /// arguments and environment variables.
+    pub fn start_daemon_with(&self, config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let log_path = if config == self.config {
+            self.dir.join("daemon.log")
+        } else {
+            config.with_extension("log")
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
             .arg("-c")
-            .arg(&self.config)
+            .arg(config)
+            .args(args)
             .env("BELT_LOG", "belt=debug,info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -287,8 +319,38 @@ impl Pair {
             .expect("start belt-syncd");
         Daemon {
             child: Some(child),
-            log: self.dir.join("daemon.log"),
+            log: log_path,
         }
+    }
+
+    /// Runs beltctl with another daemon's config.
+    pub fn beltctl_with(&self, config: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .output()
+            .expect("run beltctl");
+        assert!(out.status.success(), "beltctl {args:?} failed:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// A plan file's `databases:` part for `src` and `dst` as the superuser, then
+    /// `syncs` (YAML lines under `syncs:`) and `extra` top-level lines.
+    pub fn plan_yaml(&self, syncs: &str, extra: &str) -> String {
+        let db = |db: &str| {
+            let c = self.server_of(db);
+            format!(
+                "{{ host: 127.0.0.1, port: {}, dbname: {db}, user: postgres, password_file: {} }}",
+                c.port(),
+                c.password_file().display()
+            )
+        };
+        format!(
+            "databases:\n  src: {}\n  dst: {}\n{extra}syncs:\n{syncs}",
+            db(SRC),
+            db(DST)
+        )
     }
 
     /// Waits for a finished round of sync `app` that started after now.
@@ -341,6 +403,13 @@ impl Daemon {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         c.wait().unwrap()
+    }
+
+    /// SIGHUP: re-read the config and apply the plan again.
+    pub fn hup(&self) {
+        let c = self.child.as_ref().expect("daemon running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
     }
 
     /// Whether the process is still the one started (it has not exited).
