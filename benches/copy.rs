@@ -91,10 +91,12 @@ async fn belt_copy(src: &mut Client, dst: &mut Client, plan: &KeyedTable) -> u64
             End {
                 db: "src",
                 client: src,
+                fence: "",
             },
             End {
                 db: "dst",
                 client: dst,
+                fence: "",
             },
             plan,
             Range {

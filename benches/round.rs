@@ -68,6 +68,7 @@ async fn pair(clusters: &[LocalCluster; 2], dbname: &str, two_way: bool) -> Pair
         })
         .collect();
     let session = Session::open(
+        "bench",
         [&specs[0], &specs[1]],
         [true, two_way],
         &tables,

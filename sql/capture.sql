@@ -54,6 +54,32 @@ create table if not exists belt.syncs (
     copied_token text,
     copied_at timestamptz
 );
+-- The fence: the daemon that holds the sync's advisory lock (on its first database)
+-- bumps epoch on both databases and names itself in owner; every transaction that
+-- writes for the sync starts with belt.fence(sync, epoch), so a daemon that lost the
+-- sync to another fails there instead of writing.
+alter table belt.syncs add column if not exists epoch bigint not null default 0;
+alter table belt.syncs add column if not exists owner text;
+alter table belt.syncs add column if not exists owned_at timestamptz;
+
+create or replace function belt.fence(p_sync text, p_epoch bigint) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_owner text;
+begin
+    -- FOR SHARE: a takeover's UPDATE of the row waits for this transaction to end,
+    -- and every transaction after the takeover sees the new epoch.
+    perform 1 from belt.syncs where sync = p_sync and epoch = p_epoch for share;
+    if not found then
+        select owner into v_owner from belt.syncs where sync = p_sync;
+        raise exception 'sync % is fenced here: % runs it now (epoch % is no longer current)',
+            p_sync, coalesce(v_owner, 'another belt-syncd'), p_epoch
+            using errcode = 'BLT01';
+    end if;
+end
+$$;
 
 create or replace function belt.capture_version() returns integer
 language sql stable

@@ -72,6 +72,11 @@ pub struct Config {
     /// that answers nothing, before its session is dropped and the step retried.
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// When another daemon holds a sync (its lock on the sync's first database), try
+    /// for the lock every 2 s and take the sync over once that daemon is gone; with
+    /// `false`, stand by until `beltctl kick`.
+    #[serde(default = "default_true")]
+    pub takeover: bool,
     /// A plan file the daemon applies at start and on SIGHUP (`belt-syncd --plan`
     /// overrides it).
     pub plan: Option<PathBuf>,
@@ -274,6 +279,12 @@ impl Config {
 /// The number after the last `-` of a host name: a StatefulSet pod's ordinal.
 fn ordinal(host: &str) -> Option<u32> {
     host.rsplit_once('-')?.1.parse().ok()
+}
+
+/// How this process names itself as a sync's owner in `belt.syncs`: host name and
+/// process id.
+pub fn owner_name() -> String {
+    format!("belt-syncd on {} (pid {})", hostname(), std::process::id())
 }
 
 /// This machine's host name (the pod's name in Kubernetes).

@@ -14,9 +14,15 @@ async fn open(pair: &Pair) -> Session {
         name: "t".into(),
     };
     let specs = [pair.spec("src", SRC), pair.spec("dst", DST)];
-    Session::open([&specs[0], &specs[1]], [true, false], &[t], DEFAULT_STALL_TIMEOUT)
-        .await
-        .unwrap()
+    Session::open(
+        "app",
+        [&specs[0], &specs[1]],
+        [true, false],
+        &[t],
+        DEFAULT_STALL_TIMEOUT,
+    )
+    .await
+    .unwrap()
 }
 
 async fn round(s: &mut Session, prev: Option<&Snapshot>) -> Snapshot {

@@ -32,6 +32,7 @@ mod sequences;
 mod service;
 mod setup;
 mod table_errors;
+mod takeover;
 mod tls;
 mod truncate;
 mod verify;

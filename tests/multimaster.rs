@@ -31,6 +31,7 @@ impl Both {
             .collect();
         let specs = [pair.spec("a", SRC), pair.spec("b", DST)];
         let session = Session::open(
+            "app",
             [&specs[0], &specs[1]],
             [true, true],
             &names,

@@ -9,6 +9,10 @@
 
 use tokio_postgres::Client;
 
+/// The SQLSTATE `belt.fence` raises in a daemon that lost the sync to another: the
+/// whole round fails (never one table), and the retry finds the sync held.
+pub const FENCED: &str = "BLT01";
+
 use crate::pg::DbError;
 
 /// Removes the copy mark of `sync` from one database (a copy is about to start).
@@ -63,4 +67,52 @@ pub async fn copied_at(sides: [(&Client, &str); 2], sync: &str) -> Result<Option
         (Some((a, at)), Some((b, _))) if a == b => Some(at.clone()),
         _ => None,
     })
+}
+
+/// The advisory lock a daemon holds, on the sync's first database and for as long
+/// as its session there lives, while it runs the sync: `true` when taken (or held
+/// already by this session).
+pub async fn try_lock(client: &Client, db: &str, sync: &str) -> Result<bool, DbError> {
+    Ok(client
+        .query_one(
+            "select pg_try_advisory_lock(hashtext('belt.sync'), hashtext($1))",
+            &[&sync],
+        )
+        .await
+        .map_err(|e| DbError::query(db, "take the sync's advisory lock", e))?
+        .get(0))
+}
+
+/// Who runs `sync` according to `belt.syncs` on this database, and since when.
+pub async fn owner(client: &Client, db: &str, sync: &str) -> Result<Option<String>, DbError> {
+    let row = client
+        .query_opt(
+            "select owner || ' since ' || owned_at::text from belt.syncs \
+             where to_regclass('belt.syncs') is not null and sync = $1 and owner is not null",
+            &[&sync],
+        )
+        .await
+        .map_err(|e| DbError::query(db, "read the sync's owner in belt.syncs", e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Makes this daemon (`owner`) the sync's owner on one database: a new epoch, which
+/// every earlier owner's next write transaction there finds stale. Waits for a
+/// transaction of the earlier owner that is still writing.
+pub async fn take_over(client: &Client, db: &str, sync: &str, owner: &str) -> Result<i64, DbError> {
+    Ok(client
+        .query_one(
+            "insert into belt.syncs as s (sync, epoch, owner, owned_at) values ($1, 1, $2, now()) \
+             on conflict (sync) do update set epoch = s.epoch + 1, owner = excluded.owner, \
+             owned_at = excluded.owned_at returning epoch",
+            &[&sync, &owner],
+        )
+        .await
+        .map_err(|e| DbError::query(db, "take the sync over in belt.syncs", e))?
+        .get(0))
+}
+
+/// The statement that starts every transaction writing for `sync` under `epoch`.
+pub fn fence_sql(sync: &str, epoch: i64) -> String {
+    format!("select belt.fence({}, {epoch})", crate::pg::quote::literal(sync))
 }

@@ -102,6 +102,9 @@ pub enum SyncState {
     Paused,
     /// The daemon stopped.
     Stopped,
+    /// Another daemon runs it (it holds the sync's lock); this one takes over when
+    /// that one stops.
+    Standby,
 }
 
 text_enum!(SyncState, "sync state", {
@@ -115,6 +118,7 @@ text_enum!(SyncState, "sync state", {
     Failed => "failed",
     Paused => "paused",
     Stopped => "stopped",
+    Standby => "standby",
 });
 
 impl SyncState {

@@ -57,11 +57,19 @@ impl Catalog {
         fail(&self.path, context)
     }
 
+    /// Brings the schema up to date in one IMMEDIATE transaction: the version is
+    /// read under the write lock, so a daemon and a beltctl opening a new catalog at
+    /// once do not both migrate it.
     fn migrate(&mut self) -> Result<(), CatalogError> {
-        let version: i64 = self
+        let path = self.path.clone();
+        let err = |context| fail(&path, context);
+        let tx = self
             .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin migration"))?;
+        let version: i64 = tx
             .query_row("pragma user_version", [], |r| r.get(0))
-            .map_err(self.err("read schema version"))?;
+            .map_err(err("read schema version"))?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
             return Err(CatalogError::TooNew {
@@ -70,23 +78,15 @@ impl Catalog {
                 supported,
             });
         }
+        if version == supported {
+            return Ok(());
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|source| CatalogError::Sql {
-                path: path.clone(),
-                context: "begin migration",
-                source,
-            })?;
             tx.execute_batch(sql)
                 .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
-                .and_then(|_| tx.commit())
-                .map_err(|source| CatalogError::Sql {
-                    path,
-                    context: "migrate schema",
-                    source,
-                })?;
+                .map_err(err("migrate schema"))?;
         }
-        Ok(())
+        tx.commit().map_err(err("commit migration"))
     }
 
     /// Adds a database definition.

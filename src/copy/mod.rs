@@ -29,6 +29,9 @@ pub struct Copied {
 pub struct End<'a> {
     pub db: &'a str,
     pub client: &'a mut Client,
+    /// On the receiving end, the sync's fence ([`crate::engine::Side::fence`]) that
+    /// starts the chunk's transaction; empty for none.
+    pub fence: &'a str,
 }
 
 /// A key range of a table: after `after` (exclusive; from the first key when
@@ -62,6 +65,11 @@ pub async fn copy_chunk(
         .transaction()
         .await
         .map_err(|e| DbError::query(to.db, format!("begin copy of {name}"), e))?;
+    if !to.fence.is_empty() {
+        dtx.batch_execute(to.fence)
+            .await
+            .map_err(|e| DbError::query(to.db, format!("begin copy of {name}"), e))?;
+    }
     let t = table.table.qualified();
     let (last_key, range) = if table.key.is_empty() {
         dtx.batch_execute(&format!("truncate only {t}"))

@@ -31,6 +31,9 @@ pub struct CopyJob {
     /// How long one chunk may wait for a silent database.
     pub stall: std::time::Duration,
     pub stop: watch::Receiver<bool>,
+    /// The sync's fence on the receiving database: every chunk's transaction there
+    /// starts with it.
+    pub fence: String,
 }
 
 /// One part of one table, still to copy.
@@ -162,10 +165,12 @@ impl CopyJob {
                 End {
                     db: &self.from.name,
                     client: from,
+                    fence: "",
                 },
                 End {
                     db: &self.to.name,
                     client: to,
+                    fence: &self.fence,
                 },
                 &table,
                 range,

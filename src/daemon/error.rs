@@ -25,6 +25,9 @@ pub enum SyncError {
     /// meanwhile): tried again.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// Another daemon runs the sync: it holds the sync's advisory lock on `db`.
+    #[error("sync '{sync}' runs in another belt-syncd ({owner}, holding its lock on database '{db}'); this one stands by and takes over when that one stops")]
+    Standby { sync: String, db: String, owner: String },
     /// A copy worker panicked or was cancelled.
     #[error("copy worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
@@ -43,7 +46,7 @@ impl SyncError {
             SyncError::Schema(e) => e.is_transient(),
             // The sync's definition cannot run as it stands: the operator fixes it.
             SyncError::Catalog(CatalogError::InvalidSync { .. }) => false,
-            SyncError::Catalog(_) | SyncError::Worker(_) => true,
+            SyncError::Catalog(_) | SyncError::Worker(_) | SyncError::Standby { .. } => true,
         }
     }
 

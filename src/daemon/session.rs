@@ -4,7 +4,7 @@
 use tokio::sync::mpsc;
 
 use super::error::SyncError;
-use crate::capture::{self, TriggerMode, KICK_CHANNEL};
+use crate::capture::{self, syncs, TriggerMode, KICK_CHANNEL};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{interleave, Side, TablePlan};
 use crate::pg::introspect::{all_sequences, TableName};
@@ -34,10 +34,11 @@ pub async fn shared_sequences(from: &Side, to: &Side) -> Result<Vec<TableName>, 
 }
 
 impl Session {
-    /// Connects both databases, checks the tables, sets receivers to replica mode,
-    /// installs capture on the sources (and removes it from a database that is no
-    /// longer a source) and LISTENs.
+    /// Connects both databases, fences `sync` (see [`Session::fence`]), checks the
+    /// tables, sets receivers to replica mode, installs capture on the sources (and
+    /// removes it from a database that is no longer a source) and LISTENs.
     pub async fn open(
+        sync: &str,
         specs: [&DbSpec; 2],
         sources: [bool; 2],
         tables: &[TableName],
@@ -58,13 +59,16 @@ impl Session {
                 db: specs[0].name.clone(),
                 client: a,
                 source: sources[0],
+                fence: String::new(),
             },
             Side {
                 db: specs[1].name.clone(),
                 client: b,
                 source: sources[1],
+                fence: String::new(),
             },
         ];
+        Session::fence(sync, &mut sides).await?;
         for side in &sides {
             // A transaction left open by a session belt gave up on (a network outage
             // mid-chunk) must not hold the application's rows locked for long.
@@ -93,6 +97,7 @@ impl Session {
         let mut captured = Vec::new();
         for side in sides.iter_mut() {
             if side.source {
+                // Installed by the fence already; this adds the tables' triggers.
                 captured =
                     capture::install(&mut side.client, &side.db, &infos, TriggerMode::Statement).await?;
                 side.client
@@ -100,7 +105,6 @@ impl Session {
                     .await
                     .map_err(|e| DbError::query(&side.db, "listen for changes", e))?;
             } else {
-                capture::install_schema(&mut side.client, &side.db).await?;
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
         }
@@ -131,5 +135,30 @@ impl Session {
             plans,
             sequences,
         })
+    }
+}
+
+impl Session {
+    /// Makes this daemon the only one that writes for `sync`: it takes the sync's
+    /// advisory lock on the first database (held while this session lives; a killed
+    /// daemon's lock goes with its connection), then a new epoch in `belt.syncs` on
+    /// both databases, which every write transaction checks ([`Side::fence`]). A sync
+    /// another daemon holds is [`SyncError::Standby`].
+    async fn fence(sync: &str, sides: &mut [Side; 2]) -> Result<(), SyncError> {
+        if !syncs::try_lock(&sides[0].client, &sides[0].db, sync).await? {
+            let owner = syncs::owner(&sides[0].client, &sides[0].db, sync).await?;
+            return Err(SyncError::Standby {
+                sync: sync.to_string(),
+                db: sides[0].db.clone(),
+                owner: owner.unwrap_or_else(|| "another belt-syncd".into()),
+            });
+        }
+        let me = crate::config::owner_name();
+        for side in sides.iter_mut() {
+            capture::install_schema(&mut side.client, &side.db).await?;
+            let epoch = syncs::take_over(&side.client, &side.db, sync, &me).await?;
+            side.fence = syncs::fence_sql(sync, epoch);
+        }
+        Ok(())
     }
 }

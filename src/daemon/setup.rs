@@ -92,6 +92,7 @@ impl Setup<'_> {
                 .await?;
         }
         let (from, to) = self.ends();
+        let first = crate::catalog::first_source(self.sources);
         if copy != CopyState::Indexing {
             self.set(copy.copying(), SyncState::Copying).await?;
             let sync = self.sync.to_string();
@@ -112,6 +113,7 @@ impl Setup<'_> {
                 chunk_rows: self.config.copy_chunk_rows,
                 stall: self.config.stall_timeout(),
                 stop: self.stop.clone(),
+                fence: session.sides[1 - first].fence.clone(),
             };
             if !job.run().await? {
                 return Ok(false);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::error::SyncError;
 use super::session::Session;
@@ -24,6 +24,8 @@ use crate::pg::{within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a daemon standing by tries for a sync's lock (`takeover: true`).
+const STANDBY_POLL: Duration = Duration::from_secs(2);
 /// How often a sync looks for partitions, and with `--tables all` tables, created since.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 /// Rounds applied in chunks after a round as one transaction stalled.
@@ -98,6 +100,22 @@ impl SyncTask {
             match self.run_connected(&name).await {
                 // Stopped, or reconnecting to take in tables picked up.
                 Ok(()) => continue,
+                Err(e @ SyncError::Standby { .. }) => {
+                    // Not a failure: another daemon runs the sync. Try for its lock
+                    // again soon (a killed holder's lock goes with its connection),
+                    // or, with takeover off, only when kicked.
+                    let (error, n) = (e.render(), name.clone());
+                    debug!(sync = %name, %error, "standing by");
+                    let _ = self
+                        .catalog
+                        .call(move |c| c.set_state(&n, SyncState::Standby, Some(&error)))
+                        .await;
+                    if self.config.takeover {
+                        self.wait_or_kick(STANDBY_POLL).await;
+                    } else {
+                        self.wait_or_kick(Duration::MAX).await;
+                    }
+                }
                 Err(e) => {
                     let (error, transient) = (e.render(), e.is_transient());
                     crate::api::metrics::error(&name);
@@ -170,6 +188,7 @@ impl SyncTask {
         let stall = self.config.stall_timeout();
         let both = crate::pg::deadline::either(&loaded.specs[0].name, &loaded.specs[1].name);
         let open = Session::open(
+            name,
             [&loaded.specs[0], &loaded.specs[1]],
             loaded.sources,
             &loaded.tables,

@@ -88,8 +88,22 @@ pub async fn apply_chunk(
     let dbs = [a.db.as_str(), b.db.as_str()];
     // Both sides at once: a round trip saved is a chunk sooner on a distant link.
     let ((ta, snap_a, hi_a), (tb, snap_b, hi_b)) = tokio::try_join!(
-        open_side(&mut a.client, dbs[0], table, filters[0].as_deref(), limit),
-        open_side(&mut b.client, dbs[1], table, filters[1].as_deref(), limit),
+        open_side(
+            &mut a.client,
+            dbs[0],
+            &a.fence,
+            table,
+            filters[0].as_deref(),
+            limit
+        ),
+        open_side(
+            &mut b.client,
+            dbs[1],
+            &b.fence,
+            table,
+            filters[1].as_deref(),
+            limit
+        ),
     )?;
     let txs = [&ta, &tb];
     let snaps = [snap_a, snap_b];
@@ -231,11 +245,12 @@ pub(super) fn purge_sql(table: &TablePlan, range: &str, snap: &str, batch: &str)
 async fn open_side<'c>(
     client: &'c mut tokio_postgres::Client,
     db: &str,
+    fence: &str,
     table: &TablePlan,
     filter: Option<&str>,
     limit: i64,
 ) -> Result<(Transaction<'c>, Option<String>, Option<ChunkEnd>), DbError> {
-    let tx = begin(client, db).await?;
+    let tx = begin(client, db, fence).await?;
     let temp = create_temp_tables(&tx, db, table);
     let Some(filter) = filter else {
         temp.await?;
@@ -261,9 +276,13 @@ async fn chunk_snapshot(tx: &Transaction<'_>, db: &str) -> Result<String, DbErro
 /// deadlock check (`deadlock_timeout`, 1 s by default) would pick a victim: when
 /// belt and an application transaction wait on each other, belt gives up and tries
 /// again, and the application's transaction is never the one cancelled.
+///
+/// `fence` ([`Side::fence`]) goes in the same round trip: a daemon that lost the sync
+/// fails here, before it writes anything.
 pub(super) async fn begin<'c>(
     client: &'c mut tokio_postgres::Client,
     db: &str,
+    fence: &str,
 ) -> Result<Transaction<'c>, DbError> {
     let tx = client
         .build_transaction()
@@ -271,7 +290,12 @@ pub(super) async fn begin<'c>(
         .start()
         .await
         .map_err(|e| DbError::query(db, "begin chunk", e))?;
-    tx.batch_execute(LOCK_TIMEOUT)
+    let setup = if fence.is_empty() {
+        LOCK_TIMEOUT.to_string()
+    } else {
+        format!("{LOCK_TIMEOUT}; {fence}")
+    };
+    tx.batch_execute(&setup)
         .await
         .map_err(|e| DbError::query(db, "begin chunk", e))?;
     Ok(tx)

@@ -82,7 +82,10 @@ pub async fn run(
     let [a, b] = sides;
     let dbs = [a.db.as_str(), b.db.as_str()];
     let sources = [a.source, b.source];
-    let (ta, tb) = tokio::try_join!(begin(&mut a.client, dbs[0]), begin(&mut b.client, dbs[1]))?;
+    let (ta, tb) = tokio::try_join!(
+        begin(&mut a.client, dbs[0], &a.fence),
+        begin(&mut b.client, dbs[1], &b.fence)
+    )?;
     let txs = [&ta, &tb];
     let cap = budget.keys + 1;
     let (start_a, start_b) = tokio::try_join!(

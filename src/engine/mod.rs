@@ -33,6 +33,10 @@ pub struct Side {
     pub client: Client,
     /// Whether changes are captured here and sent to the other side.
     pub source: bool,
+    /// The statement every write transaction here starts with: the sync's fence
+    /// (`capture::syncs::fence_sql`), so that a daemon that lost the sync to another
+    /// fails instead of writing. Empty: unfenced (beltctl's own work, tests).
+    pub fence: String,
 }
 
 /// Why a round failed.

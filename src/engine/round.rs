@@ -39,9 +39,10 @@ pub(super) fn is_race(error: &EngineError) -> bool {
 /// intervention and internal errors still end the round.
 fn is_table_scoped(error: &EngineError) -> bool {
     match error {
-        EngineError::Db(DbError::Query { source, .. }) => source
-            .code()
-            .is_some_and(|c| !matches!(&c.code()[..2], "08" | "40" | "53" | "57" | "58" | "XX")),
+        EngineError::Db(DbError::Query { source, .. }) => source.code().is_some_and(|c| {
+            !matches!(&c.code()[..2], "08" | "40" | "53" | "57" | "58" | "XX")
+                && c.code() != crate::capture::syncs::FENCED
+        }),
         _ => false,
     }
 }

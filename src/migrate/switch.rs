@@ -223,11 +223,13 @@ impl Switch<'_> {
             db: self.from.name.clone(),
             client: connect(&self.from).await?,
             source: true,
+            fence: String::new(),
         };
         let to = Side {
             db: self.to.name.clone(),
             client: connect(&self.to).await?,
             source: false,
+            fence: String::new(),
         };
         let seqs = all_sequences(&from.client, &from.db).await?;
         sequences::carry(&from, &to, &seqs).await?;
@@ -248,10 +250,12 @@ impl Switch<'_> {
                 End {
                     db: &self.from.name,
                     client: &mut from,
+                    fence: "",
                 },
                 End {
                     db: &self.to.name,
                     client: &mut to,
+                    fence: "",
                 },
                 &plan,
                 range,

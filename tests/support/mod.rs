@@ -405,6 +405,11 @@ impl Daemon {
         c.wait().unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     /// SIGHUP: re-read the config and apply the plan again.
     pub fn hup(&self) {
         let c = self.child.as_ref().expect("daemon running");
