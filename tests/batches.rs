@@ -3,26 +3,11 @@
 
 use belt::daemon::session::Session;
 use belt::engine::{run_round, RoundOptions, Snapshot};
-use belt::pg::deadline::DEFAULT_STALL_TIMEOUT;
-use belt::pg::introspect::TableName;
 
-use crate::support::{assert_same, count, rows, Pair, DST, SRC};
+use crate::support::{assert_same, count, rows, Pair, SRC};
 
 async fn open(pair: &Pair) -> Session {
-    let t = TableName {
-        schema: "public".into(),
-        name: "t".into(),
-    };
-    let specs = [pair.spec("src", SRC), pair.spec("dst", DST)];
-    Session::open(
-        "app",
-        [&specs[0], &specs[1]],
-        [true, false],
-        &[t],
-        DEFAULT_STALL_TIMEOUT,
-    )
-    .await
-    .unwrap()
+    pair.open_session(&["t"], [true, false]).await.unwrap()
 }
 
 async fn round(s: &mut Session, prev: Option<&Snapshot>) -> Snapshot {

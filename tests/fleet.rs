@@ -124,16 +124,7 @@ async fn a_daemon_that_lost_its_catalog_rebuilds_it_from_the_plan_without_copyin
     src.batch_execute("insert into t select g, 'copied' from generate_series(1, 500) g")
         .await
         .unwrap();
-    let plan = pair.dir.join("plan.yaml");
-    std::fs::write(
-        &plan,
-        pair.plan_yaml(
-            "  app: { dbs: \"src:source,dst:target\", tables: all, setup: auto }\n",
-            "",
-        ),
-    )
-    .unwrap();
-    let plan_arg = plan.display().to_string();
+    let plan_arg = pair.app_plan();
     let config = pair.config.clone();
     let mut daemon = pair.start_daemon_with(&config, &["--plan", &plan_arg], &[]);
     let dst = pair.dst().await;

@@ -6,25 +6,11 @@
 use belt::daemon::session::Session;
 use belt::daemon::SyncError;
 use belt::engine::{run_round, RoundOptions};
-use belt::pg::deadline::DEFAULT_STALL_TIMEOUT;
-use belt::pg::introspect::TableName;
 
-use crate::support::{assert_same, count, wait_for, Daemon, Pair, DST, SRC};
+use crate::support::{assert_same, count, wait_for, Daemon, Pair, DST};
 
 async fn open(pair: &Pair) -> Result<Session, SyncError> {
-    let t = TableName {
-        schema: "public".into(),
-        name: "t".into(),
-    };
-    let specs = [pair.spec("src", SRC), pair.spec("dst", DST)];
-    Session::open(
-        "app",
-        [&specs[0], &specs[1]],
-        [true, false],
-        &[t],
-        DEFAULT_STALL_TIMEOUT,
-    )
-    .await
+    pair.open_session(&["t"], [true, false]).await
 }
 
 #[tokio::test]
@@ -105,16 +91,7 @@ fn status(config: &std::path::Path) -> serde_json::Value {
 
 /// Two daemons, each with its own catalog, both told to run sync `app` by one plan.
 fn two_daemons(pair: &Pair, b_extra: &str) -> ([std::path::PathBuf; 2], Daemon, Daemon) {
-    let plan = pair.dir.join("plan.yaml");
-    std::fs::write(
-        &plan,
-        pair.plan_yaml(
-            "  app: { dbs: \"src:source,dst:target\", tables: all, setup: auto }\n",
-            "",
-        ),
-    )
-    .unwrap();
-    let plan = plan.display().to_string();
+    let plan = pair.app_plan();
     let configs = [pair.other_config("a", ""), pair.other_config("b", b_extra)];
     let a = pair.start_daemon_with(&configs[0], &["--plan", &plan], &[]);
     let b = pair.start_daemon_with(&configs[1], &["--plan", &plan], &[]);
@@ -186,10 +163,7 @@ async fn two_daemons_told_to_run_one_sync_run_it_once_and_the_survivor_takes_ove
 async fn with_takeover_off_the_standby_waits_for_a_kick() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
     // b starts once a runs the sync, so that a is the holder.
-    let plan_syncs = "  app: { dbs: \"src:source,dst:target\", tables: all, setup: auto }\n";
-    let plan = pair.dir.join("plan.yaml");
-    std::fs::write(&plan, pair.plan_yaml(plan_syncs, "")).unwrap();
-    let plan = plan.display().to_string();
+    let plan = pair.app_plan();
     let configs = [
         pair.other_config("a", ""),
         pair.other_config("b", "takeover: false\n"),

@@ -335,6 +335,40 @@ impl Pair {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Writes `plan.yaml` with the one sync `app` (src → dst, every table, `setup:
+    /// auto`); returns its path as text, for `--plan`.
+    pub fn app_plan(&self) -> String {
+        let plan = self.dir.join("plan.yaml");
+        let sync = "  app: { dbs: \"src:source,dst:target\", tables: all, setup: auto }\n";
+        std::fs::write(&plan, self.plan_yaml(sync, "")).unwrap();
+        plan.display().to_string()
+    }
+
+    /// A session of sync `app` on `src` and `dst` over tables of schema public, as the
+    /// daemon opens it: for tests that drive the engine round by round.
+    pub async fn open_session(
+        &self,
+        tables: &[&str],
+        sources: [bool; 2],
+    ) -> Result<belt::daemon::session::Session, belt::daemon::SyncError> {
+        let names: Vec<_> = tables
+            .iter()
+            .map(|t| belt::pg::introspect::TableName {
+                schema: "public".into(),
+                name: t.to_string(),
+            })
+            .collect();
+        let specs = [self.spec("src", SRC), self.spec("dst", DST)];
+        belt::daemon::session::Session::open(
+            "app",
+            [&specs[0], &specs[1]],
+            sources,
+            &names,
+            belt::pg::deadline::DEFAULT_STALL_TIMEOUT,
+        )
+        .await
+    }
+
     /// A plan file's `databases:` part for `src` and `dst` as the superuser, then
     /// `syncs` (YAML lines under `syncs:`) and `extra` top-level lines.
     pub fn plan_yaml(&self, syncs: &str, extra: &str) -> String {
