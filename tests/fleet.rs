@@ -3,7 +3,7 @@
 //! a pod whose volume is empty rebuilding its catalog from the plan without copying
 //! again and without losing a change.
 
-use crate::support::{assert_same, count, text, wait_for, Pair};
+use crate::support::{assert_same, count, text, wait_for, Pair, DST, SRC};
 
 const TABLES: &str = "create table a (id int primary key, v text); \
                       create table b (id int primary key, v text)";
@@ -160,5 +160,42 @@ async fn a_daemon_that_lost_its_catalog_rebuilds_it_from_the_plan_without_copyin
         1,
         "copied once, before the catalog was lost:\n{log}"
     );
+    assert_same(&pair, "t").await;
+}
+
+/// Sessions belt holds on `dbname`, by the application name this test gives belt.
+async fn belt_sessions(pair: &Pair, dbname: &str) -> i64 {
+    pair.admin(dbname)
+        .await
+        .query_one(
+            "select count(*) from pg_stat_activity where application_name = 'belt-idle' and datname = $1",
+            &[&dbname],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_idle_sync_holds_one_connection_and_wakes_on_a_change() {
+    let pair = Pair::new("create table t (id int primary key, v text)").await;
+    let pw = format!("password_file={}", pair.cluster.password_file().display());
+    pair.add_dbs_as_with("postgres", &[pw, "application_name=belt-idle".into()], &[]);
+    pair.add_app_sync("t", "src:source,dst:target");
+    let _daemon = pair.start_daemon();
+    pair.kick_wait();
+    wait_for(40, "the idle sync's receiver connection closed", || async {
+        belt_sessions(&pair, DST).await == 0 && belt_sessions(&pair, SRC).await == 1
+    })
+    .await;
+    let src = pair.src().await;
+    src.batch_execute("insert into t values (1, 'woke it')")
+        .await
+        .unwrap();
+    let dst = pair.dst().await;
+    wait_for(10, "the change, carried by the woken sync", || async {
+        count(&dst, "t").await == 1
+    })
+    .await;
     assert_same(&pair, "t").await;
 }

@@ -1,6 +1,8 @@
 //! A connected sync: sessions on both databases, capture installed on each source,
 //! replica mode on each receiver, and the plan of every captured table.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
 use super::error::SyncError;
@@ -42,7 +44,7 @@ impl Session {
         specs: [&DbSpec; 2],
         sources: [bool; 2],
         tables: &[TableName],
-        stall: std::time::Duration,
+        stall: Duration,
     ) -> Result<Session, SyncError> {
         let (notify, notifications) = mpsc::unbounded_channel();
         let mut clients = Vec::with_capacity(2);
@@ -69,19 +71,8 @@ impl Session {
             },
         ];
         Session::fence(sync, &mut sides).await?;
-        for side in &sides {
-            // A transaction left open by a session belt gave up on (a network outage
-            // mid-chunk) must not hold the application's rows locked for long.
-            let limit = stall.as_millis() * 2;
-            side.client
-                .batch_execute(&format!("set idle_in_transaction_session_timeout = {limit}"))
-                .await
-                .map_err(|e| DbError::query(&side.db, "limit idle transactions", e))?;
-        }
         for i in 0..2 {
-            if sources[1 - i] {
-                prepare_receiver(&sides[i].client, &sides[i].db).await?;
-            }
+            settle(&sides[i], sources[1 - i], stall).await?;
         }
         let first = crate::catalog::first_source(sources);
         let (s, o) = (&sides[first], &sides[1 - first]);
@@ -140,16 +131,19 @@ impl Session {
 
 impl Session {
     /// Makes this daemon the only one that writes for `sync`: it takes the sync's
-    /// advisory lock on the first database (held while this session lives; a killed
+    /// advisory lock on its first source (held while this session lives; a killed
     /// daemon's lock goes with its connection), then a new epoch in `belt.syncs` on
     /// both databases, which every write transaction checks ([`Side::fence`]). A sync
     /// another daemon holds is [`SyncError::Standby`].
     async fn fence(sync: &str, sides: &mut [Side; 2]) -> Result<(), SyncError> {
-        if !syncs::try_lock(&sides[0].client, &sides[0].db, sync).await? {
-            let owner = syncs::owner(&sides[0].client, &sides[0].db, sync).await?;
+        // On the first source: a source's connection stays open while the sync is
+        // idle (it listens), a receiver's is closed (`Session::park`).
+        let lock = &sides[crate::catalog::first_source([sides[0].source, sides[1].source])];
+        if !syncs::try_lock(&lock.client, &lock.db, sync).await? {
+            let owner = syncs::owner(&lock.client, &lock.db, sync).await?;
             return Err(SyncError::Standby {
                 sync: sync.to_string(),
-                db: sides[0].db.clone(),
+                db: lock.db.clone(),
                 owner: owner.unwrap_or_else(|| "another belt-syncd".into()),
             });
         }
@@ -160,5 +154,117 @@ impl Session {
             side.fence = syncs::fence_sql(sync, epoch);
         }
         Ok(())
+    }
+}
+
+/// The per-session settings of one side: a bound on transactions left idle, and on a
+/// receiver, replica mode (no echo, rule 3).
+async fn settle(side: &Side, receives: bool, stall: Duration) -> Result<(), DbError> {
+    // A transaction left open by a session belt gave up on (a network outage
+    // mid-chunk) must not hold the application's rows locked for long.
+    let limit = stall.as_millis() * 2;
+    side.client
+        .batch_execute(&format!("set idle_in_transaction_session_timeout = {limit}"))
+        .await
+        .map_err(|e| DbError::query(&side.db, "limit idle transactions", e))?;
+    if receives {
+        prepare_receiver(&side.client, &side.db).await?;
+    }
+    Ok(())
+}
+
+/// Whether `side` (a source) has changes waiting in any of `plans`' delta tables or a
+/// TRUNCATE logged: one cheap query, so that an idle sync need not run a round to
+/// find out.
+pub async fn has_changes(side: &Side, plans: &[TablePlan]) -> Result<bool, DbError> {
+    let mut sql = String::from("select exists (select 1 from belt.truncates)");
+    for p in plans {
+        sql.push_str(&format!(
+            " or exists (select 1 from belt.{})",
+            crate::pg::quote::ident(&p.delta)
+        ));
+    }
+    Ok(side
+        .client
+        .query_typed_one(&sql, &[])
+        .await
+        .map_err(|e| DbError::query(&side.db, "look for changes", e))?
+        .get(0))
+}
+
+/// A one-way sync's session while it has nothing to do: the source's connection
+/// (LISTEN, the sync's lock) stays, the receiver's is closed, so that an idle sync
+/// holds one connection. [`Parked::unpark`] opens the receiver's again.
+pub struct Parked {
+    source: Side,
+    /// The receiver's index in the sync's order, settings, and fence.
+    receiver: (usize, DbSpec, String),
+    stall: Duration,
+    pub notifications: mpsc::UnboundedReceiver<String>,
+    plans: Vec<TablePlan>,
+    sequences: Vec<TableName>,
+}
+
+impl Session {
+    /// Closes the receiver's connection of a one-way sync (`specs`: the sync's two
+    /// databases' settings, in order); a sync with two sources keeps both, each
+    /// listening.
+    pub fn park(self, specs: &[DbSpec; 2], stall: Duration) -> Result<Parked, Session> {
+        let Some(r) = self.sides.iter().position(|s| !s.source) else {
+            return Err(self);
+        };
+        let receiver = &specs[r];
+        let [a, b] = self.sides;
+        let (source, gone) = if r == 0 { (b, a) } else { (a, b) };
+        Ok(Parked {
+            source,
+            receiver: (r, receiver.clone(), gone.fence),
+            stall,
+            notifications: self.notifications,
+            plans: self.plans,
+            sequences: self.sequences,
+        })
+    }
+}
+
+impl Session {
+    /// Whether a source of the sync has changes waiting.
+    pub async fn has_changes(&self) -> Result<bool, DbError> {
+        for side in self.sides.iter().filter(|s| s.source) {
+            if has_changes(side, &self.plans).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Parked {
+    /// Whether the source has changes waiting.
+    pub async fn has_changes(&self) -> Result<bool, DbError> {
+        has_changes(&self.source, &self.plans).await
+    }
+
+    /// Opens the receiver's connection again, as [`Session::open`] did.
+    pub async fn unpark(self) -> Result<Session, SyncError> {
+        let (r, spec, fence) = self.receiver;
+        let receiver = Side {
+            db: spec.name.clone(),
+            client: connect(&spec).await?,
+            source: false,
+            fence,
+        };
+        settle(&receiver, true, self.stall).await?;
+        let sides = if r == 0 {
+            [receiver, self.source]
+        } else {
+            [self.source, receiver]
+        };
+        Ok(Session {
+            sides,
+            notifications: self.notifications,
+            plans: self.plans,
+            sequences: self.sequences,
+        })
     }
 }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::error::SyncError;
-use super::session::Session;
+use super::session::{Parked, Session};
 use super::setup::Setup;
 use super::{partitions, pickup};
 use crate::catalog::{CatalogHandle, CopyState, DirectionStatus, RoundRecord, SyncDef, SyncState};
@@ -24,6 +24,28 @@ use crate::pg::{within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An idle sync runs a full round at least this often (sequences carried, drift
+/// checked, new tables picked up); in between, it only looks for changes.
+const IDLE_ROUND_EVERY: Duration = Duration::from_secs(30);
+/// After this long idle, a one-way sync closes its receiver's connection.
+const PARK_AFTER: Duration = Duration::from_secs(10);
+
+/// What ended a wait for work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Notified,
+    /// A kick or a stop request.
+    Kicked,
+    /// The poll timer: nothing announced itself.
+    Timer,
+}
+
+/// An idle sync's connections: all of them, or the sources' only.
+enum Idle {
+    Awake(Session),
+    Parked(Parked),
+}
+
 /// How often a daemon standing by tries for a sync's lock (`takeover: true`).
 const STANDBY_POLL: Duration = Duration::from_secs(2);
 /// How often a sync looks for partitions, and with `--tables all` tables, created since.
@@ -352,11 +374,79 @@ impl SyncTask {
                 self.wait_or_kick(COALESCE).await;
                 continue;
             }
-            self.wait_for_work(&mut session, kick, started.elapsed()).await;
+            let wake = self
+                .wait_for_work(&mut session.notifications, kick, started.elapsed())
+                .await;
             if *self.stop.borrow() {
                 return Ok(());
             }
+            if wake == Wake::Timer && !result.did_work() && result.stopped.is_empty() && drifts.is_empty() {
+                match self.idle(session, &loaded.specs, kick).await? {
+                    Some(s) => session = s,
+                    None => return Ok(()),
+                }
+            }
         }
+    }
+
+    /// While the sync has nothing to do: one cheap look for changes per poll interval
+    /// instead of a round, and after [`PARK_AFTER`] a one-way sync closes its
+    /// receiver's connection (one connection per idle sync). Returns the session,
+    /// connected again, when there is work (a notification, changes found, a kick)
+    /// or [`IDLE_ROUND_EVERY`] has passed (sequences, drift and new tables are looked
+    /// at by rounds); `None` when stopped.
+    async fn idle(
+        &mut self,
+        session: Session,
+        specs: &[DbSpec; 2],
+        kick: i64,
+    ) -> Result<Option<Session>, SyncError> {
+        let since = Instant::now();
+        let stall = self.config.stall_timeout();
+        let both = crate::pg::deadline::either(&specs[0].name, &specs[1].name);
+        let mut state = Idle::Awake(session);
+        let mut parkable = true;
+        loop {
+            let look = async {
+                match &state {
+                    Idle::Awake(s) => s.has_changes().await,
+                    Idle::Parked(p) => p.has_changes().await,
+                }
+            };
+            if within(stall, &both, "looking for changes", look).await? || since.elapsed() >= IDLE_ROUND_EVERY
+            {
+                break;
+            }
+            if parkable && since.elapsed() >= PARK_AFTER {
+                if let Idle::Awake(s) = state {
+                    state = match s.park(specs, stall) {
+                        Ok(p) => {
+                            debug!("idle: receiver's connection closed");
+                            Idle::Parked(p)
+                        }
+                        Err(s) => {
+                            parkable = false;
+                            Idle::Awake(s)
+                        }
+                    };
+                }
+            }
+            let notifications = match &mut state {
+                Idle::Awake(s) => &mut s.notifications,
+                Idle::Parked(p) => &mut p.notifications,
+            };
+            let wake = self.wait_for_work(notifications, kick, Duration::ZERO).await;
+            if *self.stop.borrow() {
+                return Ok(None);
+            }
+            if wake != Wake::Timer {
+                break;
+            }
+        }
+        Ok(Some(match state {
+            Idle::Awake(s) => s,
+            Idle::Parked(p) => within(stall, &both, "reconnecting the receiver", p.unpark()).await?,
+        }))
     }
 
     /// Pending rows per direction and the clock offset after a round.
@@ -454,33 +544,38 @@ impl SyncTask {
     /// Waits for a notification, a kick, the poll timer or a stop request. `round`:
     /// how long the round before took; notifications that came in meanwhile have
     /// waited up to that long already.
-    async fn wait_for_work(&mut self, session: &mut Session, kick_done: i64, round: Duration) {
-        if session.notifications.try_recv().is_ok() {
+    async fn wait_for_work(
+        &mut self,
+        notifications: &mut mpsc::UnboundedReceiver<String>,
+        kick_done: i64,
+        round: Duration,
+    ) -> Wake {
+        if notifications.try_recv().is_ok() {
             sleep(COALESCE.saturating_sub(round)).await;
-            while session.notifications.try_recv().is_ok() {}
-            return;
+            while notifications.try_recv().is_ok() {}
+            return Wake::Notified;
         }
         let deadline = Instant::now() + self.config.poll_interval();
         loop {
             if self.def.borrow().kick_seq > kick_done || *self.stop.borrow() {
-                return;
+                return Wake::Kicked;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return;
+                return Wake::Timer;
             }
             tokio::select! {
-                n = session.notifications.recv() => {
+                n = notifications.recv() => {
                     if n.is_none() {
-                        return; // connection closed: the next round reconnects
+                        return Wake::Notified; // connection closed: the next round reconnects
                     }
                     sleep(COALESCE).await;
-                    while session.notifications.try_recv().is_ok() {}
-                    return;
+                    while notifications.try_recv().is_ok() {}
+                    return Wake::Notified;
                 }
                 _ = self.def.changed() => {}
-                _ = self.stop.changed() => return,
-                _ = sleep(left) => return,
+                _ = self.stop.changed() => return Wake::Kicked,
+                _ = sleep(left) => return Wake::Timer,
             }
         }
     }
