@@ -192,6 +192,12 @@ pub async fn has_changes(side: &Side, plans: &[TablePlan]) -> Result<bool, DbErr
         .get(0))
 }
 
+/// An idle sync's connections: all of them, or the sources' only.
+pub enum Idle {
+    Awake(Session),
+    Parked(Parked),
+}
+
 /// A one-way sync's session while it has nothing to do: the source's connection
 /// (LISTEN, the sync's lock) stays, the receiver's is closed, so that an idle sync
 /// holds one connection. [`Parked::unpark`] opens the receiver's again.
@@ -209,14 +215,14 @@ impl Session {
     /// Closes the receiver's connection of a one-way sync (`specs`: the sync's two
     /// databases' settings, in order); a sync with two sources keeps both, each
     /// listening.
-    pub fn park(self, specs: &[DbSpec; 2], stall: Duration) -> Result<Parked, Session> {
+    pub fn park(self, specs: &[DbSpec; 2], stall: Duration) -> Idle {
         let Some(r) = self.sides.iter().position(|s| !s.source) else {
-            return Err(self);
+            return Idle::Awake(self);
         };
         let receiver = &specs[r];
         let [a, b] = self.sides;
         let (source, gone) = if r == 0 { (b, a) } else { (a, b) };
-        Ok(Parked {
+        Idle::Parked(Parked {
             source,
             receiver: (r, receiver.clone(), gone.fence),
             stall,

@@ -8,7 +8,7 @@ use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::error::SyncError;
-use super::session::{Parked, Session};
+use super::session::{Idle, Session};
 use super::setup::Setup;
 use super::{partitions, pickup};
 use crate::catalog::{CatalogHandle, CopyState, DirectionStatus, RoundRecord, SyncDef, SyncState};
@@ -38,12 +38,6 @@ enum Wake {
     Kicked,
     /// The poll timer: nothing announced itself.
     Timer,
-}
-
-/// An idle sync's connections: all of them, or the sources' only.
-enum Idle {
-    Awake(Session),
-    Parked(Parked),
 }
 
 /// How often a daemon standing by tries for a sync's lock (`takeover: true`).
@@ -419,16 +413,11 @@ impl SyncTask {
             }
             if parkable && since.elapsed() >= PARK_AFTER {
                 if let Idle::Awake(s) = state {
-                    state = match s.park(specs, stall) {
-                        Ok(p) => {
-                            debug!("idle: receiver's connection closed");
-                            Idle::Parked(p)
-                        }
-                        Err(s) => {
-                            parkable = false;
-                            Idle::Awake(s)
-                        }
-                    };
+                    state = s.park(specs, stall);
+                    parkable = false;
+                    if matches!(state, Idle::Parked(_)) {
+                        debug!("idle: receiver's connection closed");
+                    }
                 }
             }
             let notifications = match &mut state {
