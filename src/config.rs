@@ -18,6 +18,9 @@ pub const DEFAULT_MAX_CLOCK_OFFSET_MS: f64 = 500.0;
 pub const DEFAULT_SETUP_JOBS: usize = 4;
 /// Default number of tables copied at once.
 pub const DEFAULT_COPY_JOBS: usize = 2;
+/// Default budget of work connections per server: well below PostgreSQL's default
+/// `max_connections` of 100, and enough for `setup_jobs` 4 × (1 + 2 × `copy_jobs` 2).
+pub const DEFAULT_MAX_CONNECTIONS_PER_SERVER: usize = 20;
 /// Default interval of the timer that covers a lost notification.
 pub const DEFAULT_POLL_MS: u64 = 1000;
 
@@ -72,6 +75,12 @@ pub struct Config {
     /// that answers nothing, before its session is dropped and the step retried.
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// Connections belt-syncd may hold to one server for work (receivers, copies,
+    /// schema steps), beyond one listening connection per source database; more
+    /// work waits for one to close. Copies never wait on each other when it is at
+    /// least `setup_jobs × (1 + 2 × copy_jobs)`.
+    #[serde(default = "default_max_connections_per_server")]
+    pub max_connections_per_server: usize,
     /// When another daemon holds a sync (its lock on the sync's first database), try
     /// for the lock every 2 s and take the sync over once that daemon is gone; with
     /// `false`, stand by until `beltctl kick`.
@@ -159,6 +168,10 @@ fn default_chunk_keys() -> i64 {
     crate::engine::DEFAULT_CHUNK_KEYS
 }
 
+fn default_max_connections_per_server() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_SERVER
+}
+
 fn default_true() -> bool {
     true
 }
@@ -223,6 +236,15 @@ impl Config {
         }
         if self.setup_jobs < 1 {
             return Err(invalid("setup_jobs", "must be at least 1"));
+        }
+        let copies = self.setup_jobs * (1 + 2 * self.copy_jobs);
+        if self.max_connections_per_server < copies {
+            return Err(invalid(
+                "max_connections_per_server",
+                &format!(
+                    "must be at least setup_jobs × (1 + 2 × copy_jobs) = {copies}, so that set-ups never wait on each other's connections"
+                ),
+            ));
         }
         if self.copy_jobs < 1 {
             return Err(invalid("copy_jobs", "must be at least 1"));

@@ -199,3 +199,63 @@ async fn an_idle_sync_holds_one_connection_and_wakes_on_a_change() {
     .await;
     assert_same(&pair, "t").await;
 }
+
+#[tokio::test]
+async fn more_busy_syncs_than_the_connection_budget_take_turns_and_all_arrive() {
+    let tables = ["a", "b", "c", "d", "e"];
+    let schema: String = tables
+        .iter()
+        .map(|t| format!("create table {t} (id int primary key, v text);"))
+        .collect();
+    let pair = Pair::with_config(
+        &schema,
+        "max_connections_per_server: 3\nsetup_jobs: 1\ncopy_jobs: 1\n",
+    )
+    .await;
+    let pw = format!("password_file={}", pair.cluster.password_file().display());
+    pair.add_dbs_as_with("postgres", &[pw, "application_name=belt-idle".into()], &[]);
+    for t in tables {
+        let name = format!("s{t}");
+        pair.beltctl_ok(&[
+            "add",
+            "sync",
+            &name,
+            "--dbs",
+            "src:source,dst:target",
+            "--tables",
+            t,
+        ]);
+        pair.beltctl_ok(&["setup", &name]);
+    }
+    let _daemon = pair.start_daemon();
+    wait_for(120, "five syncs set up", || async {
+        let all: serde_json::Value = serde_json::from_str(&pair.beltctl_ok(&["status", "--json"])).unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["state"] == "replicating")
+            .count()
+            == 5
+    })
+    .await;
+
+    // Every sync busy at once: at most 3 of them hold a receiver at a time.
+    let src = pair.src().await;
+    let mut most = 0;
+    for i in 1..=200 {
+        for t in tables {
+            src.execute(&format!("insert into {t} values ($1, 'busy')"), &[&i])
+                .await
+                .unwrap();
+        }
+        if i % 10 == 0 {
+            most = most.max(belt_sessions(&pair, DST).await);
+        }
+    }
+    let dst = pair.dst().await;
+    for t in tables {
+        wait_for(60, "every table's rows", || async { count(&dst, t).await == 200 }).await;
+        assert_same(&pair, t).await;
+    }
+    assert!(most <= 3, "{most} receivers open with a budget of 3");
+}

@@ -131,6 +131,7 @@ async fn supervise(
         },
     ));
     let shard = config.shard().map_err(|e| DaemonError::Plan(e.to_string()))?;
+    crate::pg::budget::set_limit(config.max_connections_per_server);
     info!(catalog = %config.catalog.display(), listen = %config.listen, shard = ?shard, "belt-syncd started");
     let plans = tokio::spawn(plan_task::run(configs.clone()));
     notifier.send("READY=1");

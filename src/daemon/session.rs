@@ -246,6 +246,11 @@ impl Session {
 }
 
 impl Parked {
+    /// The settings of the receiver whose connection is closed.
+    pub fn receiver_spec(&self) -> &DbSpec {
+        &self.receiver.1
+    }
+
     /// Whether the source has changes waiting.
     pub async fn has_changes(&self) -> Result<bool, DbError> {
         has_changes(&self.source, &self.plans).await

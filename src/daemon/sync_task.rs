@@ -20,7 +20,7 @@ use crate::engine::TablePlan;
 use crate::engine::{run_round, Conflict, EngineError, RoundOptions, RoundResult, Snapshot, Strategy};
 use crate::pg::error::render;
 use crate::pg::introspect::TableName;
-use crate::pg::{within, DbError, DbSpec};
+use crate::pg::{budget, within, DbError, DbSpec};
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -223,6 +223,12 @@ impl SyncTask {
             .call(move |c| c.set_state(&n, SyncState::Replicating, None))
             .await;
         let first = crate::catalog::first_source(loaded.sources);
+        // A one-way sync's receiver, whose connection it may give back when idle.
+        let receiver_server = match loaded.sources {
+            [true, false] => Some(budget::server_of(&loaded.specs[1])),
+            [false, true] => Some(budget::server_of(&loaded.specs[0])),
+            _ => None,
+        };
         let mut next_pickup = Instant::now();
         loop {
             if Instant::now() >= next_pickup {
@@ -374,8 +380,13 @@ impl SyncTask {
             if *self.stop.borrow() {
                 return Ok(());
             }
-            if wake == Wake::Timer && !result.did_work() && result.stopped.is_empty() && drifts.is_empty() {
-                match self.idle(session, &loaded.specs, kick).await? {
+            // Other work waits for the receiver's server: give its connection back
+            // between rounds, and queue for it again when changes come.
+            let make_room = receiver_server.as_deref().is_some_and(budget::contended);
+            let idle =
+                wake == Wake::Timer && !result.did_work() && result.stopped.is_empty() && drifts.is_empty();
+            if make_room || idle {
+                match self.idle(session, &loaded.specs, kick, make_room).await? {
                     Some(s) => session = s,
                     None => return Ok(()),
                 }
@@ -394,6 +405,7 @@ impl SyncTask {
         session: Session,
         specs: &[DbSpec; 2],
         kick: i64,
+        park_now: bool,
     ) -> Result<Option<Session>, SyncError> {
         let since = Instant::now();
         let stall = self.config.stall_timeout();
@@ -401,6 +413,15 @@ impl SyncTask {
         let mut state = Idle::Awake(session);
         let mut parkable = true;
         loop {
+            if parkable && (park_now || since.elapsed() >= PARK_AFTER) {
+                if let Idle::Awake(s) = state {
+                    state = s.park(specs, stall);
+                    parkable = false;
+                    if matches!(state, Idle::Parked(_)) {
+                        debug!(park_now, "receiver's connection closed");
+                    }
+                }
+            }
             let look = async {
                 match &state {
                     Idle::Awake(s) => s.has_changes().await,
@@ -410,15 +431,6 @@ impl SyncTask {
             if within(stall, &both, "looking for changes", look).await? || since.elapsed() >= IDLE_ROUND_EVERY
             {
                 break;
-            }
-            if parkable && since.elapsed() >= PARK_AFTER {
-                if let Idle::Awake(s) = state {
-                    state = s.park(specs, stall);
-                    parkable = false;
-                    if matches!(state, Idle::Parked(_)) {
-                        debug!("idle: receiver's connection closed");
-                    }
-                }
             }
             let notifications = match &mut state {
                 Idle::Awake(s) => &mut s.notifications,
@@ -434,7 +446,10 @@ impl SyncTask {
         }
         Ok(Some(match state {
             Idle::Awake(s) => s,
-            Idle::Parked(p) => within(stall, &both, "reconnecting the receiver", p.unpark()).await?,
+            Idle::Parked(p) => {
+                budget::wait_for_room(&budget::server_of(p.receiver_spec())).await;
+                within(stall, &both, "reconnecting the receiver", p.unpark()).await?
+            }
         }))
     }
 

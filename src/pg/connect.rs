@@ -63,6 +63,11 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
         config.password(pw);
     }
     let target = describe_config(&config);
+    // Listening connections (one per source database) are outside the budget.
+    let permit = match notify {
+        Some(_) => None,
+        None => super::budget::acquire(&super::budget::server_of(spec), &spec.name).await?,
+    };
     let settings = |message: String| DbError::Settings {
         db: spec.name.clone(),
         message,
@@ -83,6 +88,7 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection closed");
             }
+            drop(permit); // the connection is gone: its place in the budget is free
             return;
         };
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -42,6 +42,14 @@ pub enum DbError {
     /// path); the session is dropped and the work tried again on a new one.
     #[error("database '{db}' answered nothing for {secs:.0}s while belt was {what}; the network path may be down, retrying on a new connection (stall_timeout_ms sets the limit)")]
     Stalled { db: String, what: String, secs: f64 },
+    /// Every connection belt may hold to the server was in use for
+    /// [`super::budget::WAIT`]; the work is tried again.
+    #[error("database '{db}': the {limit} connections belt may hold to server {server} (max_connections_per_server) stayed in use for {}s; trying again", super::budget::WAIT.as_secs())]
+    Budget {
+        db: String,
+        server: String,
+        limit: usize,
+    },
     /// A statement failed.
     #[error("database '{db}': {context}")]
     Query {
@@ -68,7 +76,10 @@ impl DbError {
     /// privileges, data that does not fit) are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Unreachable { .. } | DbError::Stalled { .. } | DbError::PasswordCommand { .. } => true,
+            DbError::Unreachable { .. }
+            | DbError::Stalled { .. }
+            | DbError::PasswordCommand { .. }
+            | DbError::Budget { .. } => true,
             DbError::Auth { .. } | DbError::Settings { .. } | DbError::Tls { .. } => false,
             DbError::Query { source, .. } => is_transient_pg(source),
         }

@@ -1,6 +1,7 @@
 //! Talking to PostgreSQL: connection settings, sessions, catalog queries, quoting.
 
 pub mod binaries;
+pub mod budget;
 pub mod connect;
 pub(crate) mod dbspec;
 pub mod deadline;
