@@ -198,13 +198,20 @@ async fn readyz_names_a_failed_sync_until_then_it_is_ready() {
     );
 
     // The target stops accepting connections and belt's session there is cut: the
-    // reconnect is refused for good (SQLSTATE 55000), so the sync fails.
+    // reconnect is refused for good (SQLSTATE 55000), so the sync fails once it has
+    // a change to apply.
     let admin = pair.admin("postgres").await;
     admin
         .batch_execute(&format!(
             "alter database {DST} allow_connections false; \
              select pg_terminate_backend(pid) from pg_stat_activity where datname = '{DST}'"
         ))
+        .await
+        .unwrap();
+    // An idle sync does not need its target; a change does.
+    pair.src()
+        .await
+        .batch_execute("insert into t values (1)")
         .await
         .unwrap();
     wait_for(60, "/readyz to report the failed sync", || async {

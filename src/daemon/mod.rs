@@ -278,6 +278,7 @@ async fn reconcile(
             chunked_rounds: 0,
             race_backoff: sync_task::CHUNKED_AFTER_RACE,
             setups: setups.clone(),
+            idle_since: None,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
         info!(sync = %name, "sync task started");

@@ -26,9 +26,13 @@ use crate::pg::{budget, within, DbError, DbSpec};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An idle sync runs a full round at least this often (sequences carried, drift
 /// checked, new tables picked up); in between, it only looks for changes.
-const IDLE_ROUND_EVERY: Duration = Duration::from_secs(30);
-/// After this long idle, a one-way sync closes its receiver's connection.
+const IDLE_ROUND_EVERY: Duration = Duration::from_secs(300);
+/// After this long idle, a one-way sync closes its receiver's connection, and looks
+/// for changes only every [`IDLE_POLL_FACTOR`] poll intervals (a notification still
+/// wakes it at once; the look covers a lost one).
 const PARK_AFTER: Duration = Duration::from_secs(10);
+/// How many poll intervals apart a long-idle sync looks for changes.
+const IDLE_POLL_FACTOR: u32 = 10;
 
 /// What ended a wait for work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,9 @@ pub struct SyncTask {
     pub race_backoff: u32,
     /// Shared by every sync task: how many syncs may be set up at once.
     pub setups: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Since when the sync has found nothing to do (across the full rounds an idle
+    /// sync still runs); `None` while it has work.
+    pub idle_since: Option<Instant>,
 }
 
 /// A sync's definition as read from the catalog for one connection.
@@ -363,6 +370,7 @@ impl SyncTask {
                 result.parked.len(),
             );
             if result.did_work() {
+                self.idle_since = None;
                 info!(sync = %name, keys = ?result.keys_from, rows = ?result.rows_into, chunks = result.chunks,
                       conflicts, ms = started.elapsed().as_millis() as u64, "round applied");
             }
@@ -375,7 +383,12 @@ impl SyncTask {
                 continue;
             }
             let wake = self
-                .wait_for_work(&mut session.notifications, kick, started.elapsed())
+                .wait_for_work(
+                    &mut session.notifications,
+                    kick,
+                    started.elapsed(),
+                    self.config.poll_interval(),
+                )
                 .await;
             if *self.stop.borrow() {
                 return Ok(());
@@ -408,12 +421,14 @@ impl SyncTask {
         park_now: bool,
     ) -> Result<Option<Session>, SyncError> {
         let since = Instant::now();
+        let idle_since = *self.idle_since.get_or_insert(since);
         let stall = self.config.stall_timeout();
         let both = crate::pg::deadline::either(&specs[0].name, &specs[1].name);
         let mut state = Idle::Awake(session);
         let mut parkable = true;
         loop {
-            if parkable && (park_now || since.elapsed() >= PARK_AFTER) {
+            let long_idle = idle_since.elapsed() >= PARK_AFTER;
+            if parkable && (park_now || long_idle) {
                 if let Idle::Awake(s) = state {
                     state = s.park(specs, stall);
                     parkable = false;
@@ -436,7 +451,14 @@ impl SyncTask {
                 Idle::Awake(s) => &mut s.notifications,
                 Idle::Parked(p) => &mut p.notifications,
             };
-            let wake = self.wait_for_work(notifications, kick, Duration::ZERO).await;
+            let poll = if long_idle {
+                self.config.poll_interval() * IDLE_POLL_FACTOR
+            } else {
+                self.config.poll_interval()
+            };
+            let wake = self
+                .wait_for_work(notifications, kick, Duration::ZERO, poll)
+                .await;
             if *self.stop.borrow() {
                 return Ok(None);
             }
@@ -553,13 +575,14 @@ impl SyncTask {
         notifications: &mut mpsc::UnboundedReceiver<String>,
         kick_done: i64,
         round: Duration,
+        poll: Duration,
     ) -> Wake {
         if notifications.try_recv().is_ok() {
             sleep(COALESCE.saturating_sub(round)).await;
             while notifications.try_recv().is_ok() {}
             return Wake::Notified;
         }
-        let deadline = Instant::now() + self.config.poll_interval();
+        let deadline = Instant::now() + poll;
         loop {
             if self.def.borrow().kick_seq > kick_done || *self.stop.borrow() {
                 return Wake::Kicked;
