@@ -50,6 +50,36 @@ enum There {
 /// A source's changes are read (and recorded in its `belt.partitions`) in a
 /// transaction committed only once the other side matches: a change that could not
 /// be followed (a lock the application held) is reported again next time.
+/// Whether a source (`side`) has partitions of `plans`' tables created, attached or
+/// detached since belt last followed them: asked in a transaction that is rolled back,
+/// so that the round that follows them still sees them.
+pub async fn changed(side: &mut Side, plans: &[crate::engine::TablePlan]) -> Result<bool, DbError> {
+    let roots: Vec<String> = plans.iter().map(|p| p.table.qualified()).collect();
+    let db = side.db.clone();
+    let partitioned: bool = side
+        .client
+        .query_one(
+            "select exists (select 1 from belt.partitions where root = any($1))",
+            &[&roots],
+        )
+        .await
+        .map_err(|e| DbError::query(&db, "look for partitioned tables", e))?
+        .get(0);
+    if !partitioned {
+        return Ok(false);
+    }
+    let tx = side
+        .client
+        .transaction()
+        .await
+        .map_err(|e| DbError::query(&db, "begin looking for partition changes", e))?;
+    let found = !changes(&tx, &db, &roots).await?.is_empty();
+    tx.rollback()
+        .await
+        .map_err(|e| DbError::query(&db, "end looking for partition changes", e))?;
+    Ok(found)
+}
+
 pub async fn follow(sync: &str, session: &mut Session) -> Result<usize, DbError> {
     let roots: Vec<String> = session.plans.iter().map(|p| p.table.qualified()).collect();
     let mut followed = 0;

@@ -11,6 +11,7 @@ use super::error::SyncError;
 use super::session::Session;
 use crate::capture::{self, TriggerMode};
 use crate::catalog::{CatalogError, CatalogHandle};
+use crate::engine::Side;
 use crate::pg::introspect::{describe_table, list_tables, TableName};
 use crate::pg::{connect, quote, DbError, DbSpec};
 use crate::schema;
@@ -42,6 +43,24 @@ async fn new_tables(
         .into_iter()
         .filter(|t| !known.contains(&t.display_name()))
         .collect())
+}
+
+/// Whether the first source (`side`) has a table, in the sync's schema selection, that
+/// sync `sync` does not hold: one catalog query on the source, for an idle sync to
+/// decide whether a round (which picks it up) is due.
+pub async fn has_new(
+    catalog: &CatalogHandle,
+    sync: &str,
+    side: &Side,
+    schema: &str,
+) -> Result<bool, SyncError> {
+    let filter = (!schema.is_empty()).then_some(schema);
+    let present = list_tables(&side.client, &side.db, filter).await?;
+    let sync = sync.to_string();
+    let known: Vec<String> = catalog
+        .call(move |c| Ok::<_, CatalogError>(c.relations(&sync)?.iter().map(|t| t.display_name()).collect()))
+        .await?;
+    Ok(present.iter().any(|t| !known.contains(&t.display_name())))
 }
 
 /// Picks up the tables created on the first source since the sync was added; returns

@@ -198,6 +198,16 @@ pub enum Idle {
     Parked(Parked),
 }
 
+impl Idle {
+    /// The sync's source sides and its tables' plans.
+    pub fn sources(&mut self) -> (Vec<&mut Side>, &[TablePlan]) {
+        match self {
+            Idle::Awake(s) => (s.sides.iter_mut().filter(|s| s.source).collect(), &s.plans),
+            Idle::Parked(p) => (vec![&mut p.source], &p.plans),
+        }
+    }
+}
+
 /// A one-way sync's session while it has nothing to do: the source's connection
 /// (LISTEN, the sync's lock) stays, the receiver's is closed, so that an idle sync
 /// holds one connection. [`Parked::unpark`] opens the receiver's again.

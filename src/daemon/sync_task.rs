@@ -422,6 +422,8 @@ impl SyncTask {
     ) -> Result<Option<Session>, SyncError> {
         let since = Instant::now();
         let idle_since = *self.idle_since.get_or_insert(since);
+        let name = self.def.borrow().name.clone();
+        let mut next_structure = since + PICKUP_INTERVAL;
         let stall = self.config.stall_timeout();
         let both = crate::pg::deadline::either(&specs[0].name, &specs[1].name);
         let mut state = Idle::Awake(session);
@@ -446,6 +448,14 @@ impl SyncTask {
             if within(stall, &both, "looking for changes", look).await? || since.elapsed() >= IDLE_ROUND_EVERY
             {
                 break;
+            }
+            if Instant::now() >= next_structure {
+                // New tables and partitions announce themselves to no trigger.
+                next_structure = Instant::now() + PICKUP_INTERVAL;
+                let look = self.structure_changed(&name, &mut state);
+                if within(stall, &both, "looking for new tables and partitions", look).await? {
+                    break;
+                }
             }
             let notifications = match &mut state {
                 Idle::Awake(s) => &mut s.notifications,
@@ -473,6 +483,24 @@ impl SyncTask {
                 within(stall, &both, "reconnecting the receiver", p.unpark()).await?
             }
         }))
+    }
+
+    /// Whether an idle sync's sources have a table it should pick up (`--tables
+    /// all`) or partitions it should follow: a round is due then.
+    async fn structure_changed(&self, name: &str, state: &mut Idle) -> Result<bool, SyncError> {
+        let follows = self.def.borrow().tables_all.clone();
+        let (mut sources, plans) = state.sources();
+        if let (Some(schema), Some(first)) = (follows, sources.first()) {
+            if pickup::has_new(&self.catalog, name, first, &schema).await? {
+                return Ok(true);
+            }
+        }
+        for side in sources.iter_mut() {
+            if partitions::changed(side, plans).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Pending rows per direction and the clock offset after a round.
