@@ -81,7 +81,7 @@ pub struct Config {
     /// least `setup_jobs × (1 + 2 × copy_jobs)`.
     #[serde(default = "default_max_connections_per_server")]
     pub max_connections_per_server: usize,
-    /// When another daemon holds a sync (its lock on the sync's first database), try
+    /// When another daemon holds a sync (its lock on the sync's first source), try
     /// for the lock every 2 s and take the sync over once that daemon is gone; with
     /// `false`, stand by until `beltctl kick`.
     #[serde(default = "default_true")]
