@@ -31,6 +31,8 @@ const IDLE_ROUND_EVERY: Duration = Duration::from_secs(300);
 /// for changes only every [`IDLE_POLL_FACTOR`] poll intervals (a notification still
 /// wakes it at once; the look covers a lost one).
 const PARK_AFTER: Duration = Duration::from_secs(10);
+/// How often a long-idle sync looks for new tables and partitions.
+const IDLE_PICKUP_INTERVAL: Duration = Duration::from_secs(30);
 /// How many poll intervals apart a long-idle sync looks for changes.
 const IDLE_POLL_FACTOR: u32 = 10;
 
@@ -451,7 +453,12 @@ impl SyncTask {
             }
             if Instant::now() >= next_structure {
                 // New tables and partitions announce themselves to no trigger.
-                next_structure = Instant::now() + PICKUP_INTERVAL;
+                next_structure = Instant::now()
+                    + if long_idle {
+                        IDLE_PICKUP_INTERVAL
+                    } else {
+                        PICKUP_INTERVAL
+                    };
                 let look = self.structure_changed(&name, &mut state);
                 if within(stall, &both, "looking for new tables and partitions", look).await? {
                     break;
