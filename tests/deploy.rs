@@ -108,6 +108,11 @@ fn the_configmap_holds_a_config_and_a_plan_belt_reads() {
         Some(belt::config::ShardSetting::Named("ordinal".into())),
         "pod belt-N runs shard N"
     );
+    let pod = std::fs::read_to_string(dir().join("statefulset.yaml")).unwrap();
+    assert!(
+        pod.contains("name: BELT_CONFIG\n              value: /etc/belt/belt.yaml"),
+        "`kubectl exec … beltctl` finds the daemon's config and catalog"
+    );
 
     // Applied outside a pod, the plan's databases are stored and its sync stops only
     // where it needs the mounted Secret: the file parses and every entry is valid.

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{assert_same, count, wait_for, Pair, DST, SRC};
+use crate::support::{assert_same, count, get, sample, wait_for, Pair, DST, SRC};
 
 #[tokio::test]
 async fn the_daemon_speaks_the_notify_protocol_and_stops_cleanly() {
@@ -91,38 +91,6 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         out.status.success() && said.trim().is_empty(),
         "systemd-analyze verify:\n{said}"
     );
-}
-
-/// GET `path` from the daemon's API socket: (status line, body).
-fn get(pair: &Pair, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut c = std::os::unix::net::UnixStream::connect(pair.dir.join("api.sock")).expect("API socket");
-    write!(c, "GET {path} HTTP/1.1\r\nHost: belt\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    c.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
-/// The value of the sample `name{labels}` in Prometheus text, checking every line parses.
-fn sample(metrics: &str, series: &str) -> f64 {
-    let mut found = None;
-    for line in metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-        if name == series {
-            found = Some(value);
-        }
-    }
-    found.unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
 
 #[tokio::test]

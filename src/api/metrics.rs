@@ -20,6 +20,7 @@ pub const COPIED_ROWS: &str = "belt_copy_rows_total";
 pub const COPY_ROWS_DONE: &str = "belt_copy_rows_done";
 pub const COPY_ROWS_ESTIMATED: &str = "belt_copy_rows_estimated";
 pub const TASK_RESTARTS: &str = "belt_sync_task_restarts_total";
+pub const SERVER_CONNECTIONS: &str = "belt_server_connections";
 
 /// Installs the process-wide recorder; `None` when one is installed already (a second
 /// daemon in the same process, as in the demo).
@@ -67,7 +68,18 @@ pub fn install() -> Option<PrometheusHandle> {
         TASK_RESTARTS,
         "Sync tasks that ended without being stopped (a panic) and were started again, per sync."
     );
+    describe_gauge!(
+        SERVER_CONNECTIONS,
+        "Work connections belt-syncd holds per server (receivers, copies, schema steps; not the listening ones), within max_connections_per_server."
+    );
     Some(handle)
+}
+
+/// Sets the per-server connection gauges from the budget's counts (at each scrape).
+pub fn server_connections() {
+    for (server, open) in crate::pg::budget::open_connections() {
+        gauge!(SERVER_CONNECTIONS, "server" => server).set(open as f64);
+    }
 }
 
 /// Records a finished round.

@@ -147,7 +147,10 @@ async fn handle<C: AsyncRead + AsyncWrite + Unpin>(mut conn: C, state: &ApiState
             ),
         },
         ("GET", "/metrics") => match &state.metrics {
-            Some(m) => (200, "text/plain; version=0.0.4", m.render()),
+            Some(m) => {
+                metrics::server_connections();
+                (200, "text/plain; version=0.0.4", m.render())
+            }
             None => (
                 503,
                 "text/plain",

@@ -20,10 +20,25 @@ pub const WAIT: Duration = Duration::from_secs(60);
 static LIMIT: AtomicUsize = AtomicUsize::new(0);
 static SERVERS: Mutex<Option<HashMap<String, Arc<Server>>>> = Mutex::new(None);
 
-/// One server's budget, and how many connects wait for it.
+/// One server's budget, how many connects wait for it, and how many work
+/// connections to it are open.
 struct Server {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
+    open: AtomicUsize,
+}
+
+/// One open work connection's place: counted while it lives, and its permit of the
+/// budget when there is one.
+pub struct Slot {
+    server: Arc<Server>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.server.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Sets the budget for every server from now on (belt-syncd, at start).
@@ -39,8 +54,9 @@ fn server(key: &str, limit: usize) -> Arc<Server> {
         .entry(key.to_string())
         .or_insert_with(|| {
             Arc::new(Server {
-                permits: Arc::new(Semaphore::new(limit)),
+                permits: Arc::new(Semaphore::new(limit.max(1))),
                 waiting: AtomicUsize::new(0),
+                open: AtomicUsize::new(0),
             })
         })
         .clone()
@@ -54,29 +70,50 @@ pub fn server_of(spec: &super::DbSpec) -> String {
 }
 
 /// A place in `server`'s budget for one connection to database `db`, held until the
-/// permit is dropped (with the connection); `None` when there is no budget. Waits
-/// (first come, first served) up to [`WAIT`].
-pub async fn acquire(server: &str, db: &str) -> Result<Option<OwnedSemaphorePermit>, DbError> {
+/// slot is dropped (with the connection). Waits (first come, first served) up to
+/// [`WAIT`] when the budget is spent; without a budget, counts the connection only.
+pub async fn acquire(server: &str, db: &str) -> Result<Slot, DbError> {
     let limit = LIMIT.load(Ordering::Relaxed);
-    if limit == 0 {
-        return Ok(None);
-    }
     let s = self::server(server, limit);
-    if let Ok(permit) = s.permits.clone().try_acquire_owned() {
-        return Ok(Some(permit));
-    }
-    tracing::debug!(%server, %db, limit, "connection budget spent: waiting");
-    s.waiting.fetch_add(1, Ordering::Relaxed);
-    let got = tokio::time::timeout(WAIT, s.permits.clone().acquire_owned()).await;
-    s.waiting.fetch_sub(1, Ordering::Relaxed);
-    match got {
-        Ok(permit) => Ok(Some(permit.expect("budget semaphores are never closed"))),
-        Err(_) => Err(DbError::Budget {
-            db: db.to_string(),
-            server: server.to_string(),
-            limit,
-        }),
-    }
+    let permit = if limit == 0 {
+        None
+    } else if let Ok(permit) = s.permits.clone().try_acquire_owned() {
+        Some(permit)
+    } else {
+        tracing::debug!(%server, %db, limit, "connection budget spent: waiting");
+        s.waiting.fetch_add(1, Ordering::Relaxed);
+        let got = tokio::time::timeout(WAIT, s.permits.clone().acquire_owned()).await;
+        s.waiting.fetch_sub(1, Ordering::Relaxed);
+        match got {
+            Ok(permit) => Some(permit.expect("budget semaphores are never closed")),
+            Err(_) => {
+                return Err(DbError::Budget {
+                    db: db.to_string(),
+                    server: server.to_string(),
+                    limit,
+                })
+            }
+        }
+    };
+    s.open.fetch_add(1, Ordering::Relaxed);
+    Ok(Slot {
+        server: s,
+        _permit: permit,
+    })
+}
+
+/// Work connections open now, per server (`host:port`), for `/metrics`.
+pub fn open_connections() -> Vec<(String, usize)> {
+    SERVERS
+        .lock()
+        .expect("budget lock")
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .map(|(k, s)| (k.clone(), s.open.load(Ordering::Relaxed)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether work waits for `server`'s budget: a sync that holds a receiver there
@@ -110,13 +147,15 @@ mod tests {
         let a = acquire(key, "a").await.unwrap();
         let _b = acquire(key, "b").await.unwrap();
         assert!(!contended(key));
-        let third = tokio::spawn(async move { acquire(key, "c").await.unwrap().is_some() });
+        let third = tokio::spawn(async move { acquire(key, "c").await.map(drop).is_ok() });
         while !contended(key) {
             tokio::task::yield_now().await;
         }
         assert!(!third.is_finished(), "the third waits");
         drop(a);
         assert!(third.await.unwrap(), "and gets the place the first gave back");
+        let open = open_connections().into_iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(open, 1, "b is open; a and c are closed");
         set_limit(0);
     }
 }

@@ -66,7 +66,7 @@ async fn open(spec: &DbSpec, notify: Option<mpsc::UnboundedSender<String>>) -> R
     // Listening connections (one per source database) are outside the budget.
     let permit = match notify {
         Some(_) => None,
-        None => super::budget::acquire(&super::budget::server_of(spec), &spec.name).await?,
+        None => Some(super::budget::acquire(&super::budget::server_of(spec), &spec.name).await?),
     };
     let settings = |message: String| DbError::Settings {
         db: spec.name.clone(),
