@@ -13,6 +13,19 @@ async fn open(pair: &Pair) -> Result<Session, SyncError> {
     pair.open_session(&["t"], [true, false]).await
 }
 
+/// One round of `session` from no stored position.
+async fn round(session: &mut Session) -> Result<belt::engine::RoundResult, belt::engine::EngineError> {
+    run_round(
+        &mut session.sides,
+        &session.plans,
+        &session.sequences,
+        &[None, None],
+        &RoundOptions::default(),
+        &|| false,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_daemon_that_lost_the_sync_fails_before_it_writes() {
     let pair = Pair::new("create table t (id int primary key, v text)").await;
@@ -38,16 +51,7 @@ async fn a_daemon_that_lost_the_sync_fails_before_it_writes() {
         )
         .await
         .unwrap();
-    let err = run_round(
-        &mut stale.sides,
-        &stale.plans,
-        &stale.sequences,
-        &[None, None],
-        &RoundOptions::default(),
-        &|| false,
-    )
-    .await
-    .unwrap_err();
+    let err = round(&mut stale).await.unwrap_err();
     let said = belt::pg::error::render(&err);
     assert!(said.contains("fenced") && said.contains("belt-1"), "{said}");
     assert_eq!(
@@ -64,16 +68,7 @@ async fn a_daemon_that_lost_the_sync_fails_before_it_writes() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    run_round(
-        &mut owner.sides,
-        &owner.plans,
-        &owner.sequences,
-        &[None, None],
-        &RoundOptions::default(),
-        &|| false,
-    )
-    .await
-    .unwrap();
+    round(&mut owner).await.unwrap();
     assert_same(&pair, "t").await;
 }
 

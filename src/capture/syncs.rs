@@ -1,19 +1,22 @@
-//! The sync's row in `belt.syncs` on each of its databases: the mark that its initial
-//! copy finished, so that a daemon which lost its catalog (a pod on an empty volume)
-//! resumes the sync from the deltas on the databases instead of copying it again.
+//! The sync's row in `belt.syncs` on each of its databases: what must outlive the
+//! daemon's own disk.
 //!
-//! The mark is the same random token on both databases, written after the copy and
-//! its indexes are done. A setup finds the copy done only when both databases hold
-//! the same token: a database swapped for another, or a copy cut short, has none or
-//! another one. A setup that copies clears the mark first.
+//! - The mark that its initial copy finished, so that a daemon which lost its catalog
+//!   (a pod on an empty volume) resumes the sync from the deltas on the databases
+//!   instead of copying it again. It is the same random token on both databases,
+//!   written after the copy and its indexes are done; a set-up finds the copy done
+//!   only when both hold the same token (a database swapped for another, or a copy
+//!   cut short, has none or another one). A set-up that copies clears it first.
+//! - The fence: the owner and epoch that make one daemon at a time write for the
+//!   sync (`daemon::session::Session::open` takes the lock and the epoch).
 
 use tokio_postgres::Client;
+
+use crate::pg::DbError;
 
 /// The SQLSTATE `belt.fence` raises in a daemon that lost the sync to another: the
 /// whole round fails (never one table), and the retry finds the sync held.
 pub const FENCED: &str = "BLT01";
-
-use crate::pg::DbError;
 
 /// Removes the copy mark of `sync` from one database (a copy is about to start).
 pub async fn clear_copied(client: &Client, db: &str, sync: &str) -> Result<(), DbError> {
@@ -69,7 +72,7 @@ pub async fn copied_at(sides: [(&Client, &str); 2], sync: &str) -> Result<Option
     })
 }
 
-/// The advisory lock a daemon holds, on the sync's first database and for as long
+/// The advisory lock a daemon holds, on the sync's first source and for as long
 /// as its session there lives, while it runs the sync: `true` when taken (or held
 /// already by this session).
 pub async fn try_lock(client: &Client, db: &str, sync: &str) -> Result<bool, DbError> {

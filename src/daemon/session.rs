@@ -127,9 +127,7 @@ impl Session {
             sequences,
         })
     }
-}
 
-impl Session {
     /// Makes this daemon the only one that writes for `sync`: it takes the sync's
     /// advisory lock on its first source (held while this session lives; a killed
     /// daemon's lock goes with its connection), then a new epoch in `belt.syncs` on
@@ -155,6 +153,26 @@ impl Session {
         }
         Ok(())
     }
+
+    /// Closes the receiver's connection of a one-way sync (`specs`: the sync's two
+    /// databases' settings, in order); a sync with two sources keeps both, each
+    /// listening.
+    pub fn park(self, specs: &[DbSpec; 2], stall: Duration) -> Idle {
+        let Some(r) = self.sides.iter().position(|s| !s.source) else {
+            return Idle::Awake(self);
+        };
+        let receiver = &specs[r];
+        let [a, b] = self.sides;
+        let (source, gone) = if r == 0 { (b, a) } else { (a, b) };
+        Idle::Parked(Parked {
+            source,
+            receiver: (r, receiver.clone(), gone.fence),
+            stall,
+            notifications: self.notifications,
+            plans: self.plans,
+            sequences: self.sequences,
+        })
+    }
 }
 
 /// The per-session settings of one side: a bound on transactions left idle, and on a
@@ -176,7 +194,7 @@ async fn settle(side: &Side, receives: bool, stall: Duration) -> Result<(), DbEr
 /// Whether `side` (a source) has changes waiting in any of `plans`' delta tables or a
 /// TRUNCATE logged: one cheap query, so that an idle sync need not run a round to
 /// find out.
-pub async fn has_changes(side: &Side, plans: &[TablePlan]) -> Result<bool, DbError> {
+async fn has_changes(side: &Side, plans: &[TablePlan]) -> Result<bool, DbError> {
     let mut sql = String::from("select exists (select 1 from belt.truncates)");
     for p in plans {
         sql.push_str(&format!(
@@ -206,6 +224,17 @@ impl Idle {
             Idle::Parked(p) => (vec![&mut p.source], &p.plans),
         }
     }
+
+    /// Whether a source of the sync has changes waiting.
+    pub async fn has_changes(&mut self) -> Result<bool, DbError> {
+        let (sources, plans) = self.sources();
+        for side in sources {
+            if has_changes(side, plans).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// A one-way sync's session while it has nothing to do: the source's connection
@@ -221,49 +250,10 @@ pub struct Parked {
     sequences: Vec<TableName>,
 }
 
-impl Session {
-    /// Closes the receiver's connection of a one-way sync (`specs`: the sync's two
-    /// databases' settings, in order); a sync with two sources keeps both, each
-    /// listening.
-    pub fn park(self, specs: &[DbSpec; 2], stall: Duration) -> Idle {
-        let Some(r) = self.sides.iter().position(|s| !s.source) else {
-            return Idle::Awake(self);
-        };
-        let receiver = &specs[r];
-        let [a, b] = self.sides;
-        let (source, gone) = if r == 0 { (b, a) } else { (a, b) };
-        Idle::Parked(Parked {
-            source,
-            receiver: (r, receiver.clone(), gone.fence),
-            stall,
-            notifications: self.notifications,
-            plans: self.plans,
-            sequences: self.sequences,
-        })
-    }
-}
-
-impl Session {
-    /// Whether a source of the sync has changes waiting.
-    pub async fn has_changes(&self) -> Result<bool, DbError> {
-        for side in self.sides.iter().filter(|s| s.source) {
-            if has_changes(side, &self.plans).await? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
 impl Parked {
     /// The settings of the receiver whose connection is closed.
     pub fn receiver_spec(&self) -> &DbSpec {
         &self.receiver.1
-    }
-
-    /// Whether the source has changes waiting.
-    pub async fn has_changes(&self) -> Result<bool, DbError> {
-        has_changes(&self.source, &self.plans).await
     }
 
     /// Opens the receiver's connection again, as [`Session::open`] did.

@@ -441,13 +441,8 @@ impl SyncTask {
                     }
                 }
             }
-            let look = async {
-                match &state {
-                    Idle::Awake(s) => s.has_changes().await,
-                    Idle::Parked(p) => p.has_changes().await,
-                }
-            };
-            if within(stall, &both, "looking for changes", look).await? || since.elapsed() >= IDLE_ROUND_EVERY
+            if within(stall, &both, "looking for changes", state.has_changes()).await?
+                || since.elapsed() >= IDLE_ROUND_EVERY
             {
                 break;
             }
