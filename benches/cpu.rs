@@ -32,6 +32,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belt::capture::{self, TriggerMode};
@@ -75,6 +77,8 @@ struct Run {
     serving_cpu: [f64; 2],
     /// Seconds from the end of the pgbench run until the target had every change.
     drain_secs: f64,
+    /// p50 and p99 lag of a heartbeat transaction, ms (`belt` runs of the curve).
+    lag_ms: Option<[f64; 2]>,
 }
 
 struct Bench {
@@ -101,10 +105,15 @@ async fn main() {
     for cluster in &clusters {
         // CPU-bound: commits do not wait for the disk (the test clusters' fsync = off).
         cluster
-            .configure("wal_level = logical\nshared_buffers = 256MB\nmax_wal_size = 4GB")
+            .configure(&format!(
+                "wal_level = logical\nshared_buffers = 256MB\nmax_wal_size = 4GB\n{}",
+                statements_conf()
+            ))
             .expect("restart with logical decoding");
         create_db(cluster).await;
         PgBench::owner(cluster).run(&["-i", "-q", "-s", &scale.to_string()]);
+        let owner = cluster.owner_session("bench").await.unwrap();
+        owner.batch_execute(HEARTBEAT).await.unwrap();
     }
     let [src_cluster, dst_cluster] = &clusters;
     let admin = connect(&dst_cluster.db_spec("admin", "postgres")).await.unwrap();
@@ -126,15 +135,6 @@ async fn main() {
         tables.push(describe_table(&src, "src", &name).await.unwrap().unwrap());
     }
     let config = dir.join("belt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "catalog: {}\nlisten: unix:{}\n",
-            dir.join("belt.db").display(),
-            dir.join("api.sock").display()
-        ),
-    )
-    .unwrap();
     let bench = Bench {
         clusters,
         dir: dir.clone(),
@@ -143,6 +143,7 @@ async fn main() {
         secs,
         tables,
     };
+    bench.round_interval(None);
     for (name, cluster) in ["src", "dst"].iter().zip(&bench.clusters) {
         let mut args = vec!["add".to_string(), "db".into(), name.to_string()];
         args.extend(cluster.add_db_args("bench"));
@@ -163,11 +164,16 @@ async fn main() {
     bench.beltctl(&["kick", "bench", "--wait"]);
     let _ = daemon.stop();
 
+    if let Ok(intervals) = std::env::var("BENCH_INTERVALS") {
+        let intervals: Vec<u64> = intervals.split(',').map(|i| i.trim().parse().unwrap()).collect();
+        interval_curve(&bench, &intervals, reps).await;
+        return;
+    }
     eprintln!("pgbench scale {scale}, {clients} clients, fsync off: {reps} x {secs} s per variant");
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); VARIANTS.len()];
     for rep in 0..reps {
         for (v, variant) in VARIANTS.into_iter().enumerate() {
-            let run = bench.measure(variant).await;
+            let run = bench.measure(variant, false).await;
             eprintln!(
                 "rep {rep}: {:<44} {:>7.0} tps, {:.3} s cpu of the source cluster per 1000 changes",
                 variant.name(),
@@ -200,7 +206,7 @@ impl Bench {
 
     /// Runs pgbench once beside `variant`; what it cost, counted until the target has
     /// every change.
-    async fn measure(&self, variant: Variant) -> Run {
+    async fn measure(&self, variant: Variant, lag: bool) -> Run {
         let mut src = bench_session(self.source(), "bench").await;
         let dst = bench_session(&self.clusters[1], "bench").await;
         capture::uninstall_tables(&src, "src", &self.tables)
@@ -236,7 +242,39 @@ impl Bench {
         };
         let daemon_pid = daemon.as_ref().map(|d| d.0.id());
         let before = self.cpu(&serving, daemon_pid).await;
-        let (tps, txns) = PgBench::of(self.source()).counted(self.clients, &["-T", &self.secs.to_string()]);
+        if variant == Variant::Belt && !statements_conf().is_empty() {
+            for c in [&src, &dst] {
+                c.batch_execute(
+                    "create extension if not exists pg_stat_statements; select pg_stat_statements_reset()",
+                )
+                .await
+                .unwrap();
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let watch = if lag {
+            let (origin, mirror) = (
+                app_session(self.source()).await,
+                app_session(&self.clusters[1]).await,
+            );
+            Some(tokio::spawn(heartbeat_lags(origin, mirror, 1, stop.clone())))
+        } else {
+            None
+        };
+        let pgbench = PgBench::of(self.source());
+        let (clients, secs) = (self.clients, self.secs.to_string());
+        let (tps, txns) = tokio::task::spawn_blocking(move || pgbench.counted(clients, &["-T", &secs]))
+            .await
+            .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let lag_ms = match watch {
+            Some(w) => {
+                let lags = w.await.unwrap().swap_remove(2);
+                let p = percentiles(lags);
+                Some([p["p50_ms"].as_f64().unwrap(), p["p99_ms"].as_f64().unwrap()])
+            }
+            None => None,
+        };
         let ended = Instant::now();
         match variant {
             Variant::Belt => drained(&src, &dst).await,
@@ -246,6 +284,11 @@ impl Bench {
         let drain_secs = ended.elapsed().as_secs_f64();
         let after = self.cpu(&serving, daemon_pid).await;
         let diff = |i: usize| after[i] - before[i];
+        if variant == Variant::Belt && !statements_conf().is_empty() {
+            for (name, c) in [("source", &src), ("target", &dst)] {
+                print_statements(name, c).await;
+            }
+        }
         if let Some(lr) = lr {
             lr.stop().await;
         }
@@ -266,7 +309,24 @@ impl Bench {
             daemon_cpu: diff(2),
             serving_cpu: [diff(3), diff(4)],
             drain_secs,
+            lag_ms,
         }
+    }
+
+    /// Writes the daemon's config, with `round_interval_ms` when given.
+    fn round_interval(&self, ms: Option<u64>) {
+        let interval = ms
+            .map(|ms| format!("round_interval_ms: {ms}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &self.config,
+            format!(
+                "catalog: {}\nlisten: unix:{}\n{interval}",
+                self.dir.join("belt.db").display(),
+                self.dir.join("api.sock").display()
+            ),
+        )
+        .unwrap();
     }
 
     /// CPU seconds so far: each cluster, the daemon, the serving backends on each.
@@ -313,6 +373,82 @@ impl Bench {
                 .spawn()
                 .unwrap(),
         )
+    }
+}
+
+/// `BENCH_STATEMENTS=1`: pg_stat_statements on both clusters, and the statements
+/// that took the most time during each `belt` run printed (it costs time itself).
+fn statements_conf() -> &'static str {
+    if std::env::var_os("BENCH_STATEMENTS").is_some() {
+        "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on"
+    } else {
+        ""
+    }
+}
+
+/// The statements of the last run that took the most time on one cluster, and the
+/// delta tables' size and dead rows.
+async fn print_statements(name: &str, c: &Client) {
+    let rows = c
+        .query(
+            "select calls, round((total_plan_time + total_exec_time)::numeric, 1)::float8, \
+                    round(total_plan_time::numeric, 1)::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) \
+               from pg_stat_statements order by total_plan_time + total_exec_time desc limit 25",
+            &[],
+        )
+        .await
+        .unwrap();
+    eprintln!("{name}: calls | ms total | ms planning | statement");
+    for r in rows {
+        let (calls, total, plan, q): (i64, f64, f64, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        eprintln!("  {calls} | {total} | {plan} | {q}");
+    }
+    for r in c
+        .query(
+            "select relname, pg_relation_size(relid), n_live_tup, n_dead_tup, autovacuum_count \
+               from pg_stat_user_tables where schemaname = 'belt' order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let (t, size, live, dead, vacuums): (String, i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        eprintln!("  {t}: {size} bytes, {live} live, {dead} dead, {vacuums} autovacuums");
+    }
+}
+
+/// CPU per change against lag: belt replicating under the same load with each
+/// `round_interval_ms` of `intervals`, interleaved, `reps` times; prints a table.
+async fn interval_curve(bench: &Bench, intervals: &[u64], reps: usize) {
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); intervals.len()];
+    for rep in 0..reps {
+        for (i, &ms) in intervals.iter().enumerate() {
+            bench.round_interval(Some(ms));
+            let run = bench.measure(Variant::Belt, true).await;
+            eprintln!(
+                "rep {rep}: round_interval_ms {ms}: {:.0} tps, lag p50/p99 {:?} ms",
+                run.tps, run.lag_ms
+            );
+            runs[i].push(run);
+        }
+    }
+    println!("\n| round_interval_ms | TPS | CPU s per 1 000 changes: source cluster / target cluster | daemon | serving backends, source / target | lag p50 / p99, ms |");
+    println!("|---|---|---|---|---|---|");
+    for (ms, rs) in intervals.iter().zip(&runs) {
+        let m = |f: &dyn Fn(&Run) -> f64| median(rs.iter().map(f).collect());
+        let k = |r: &Run, cpu: f64| cpu / r.changes as f64 * 1000.0;
+        println!(
+            "| {ms} | {:.0} | {:.3} / {:.3} | {:.3} | {:.3} / {:.3} | {:.0} / {:.0} |",
+            m(&|r| r.tps),
+            m(&|r| k(r, r.cluster_cpu[0])),
+            m(&|r| k(r, r.cluster_cpu[1])),
+            m(&|r| k(r, r.daemon_cpu)),
+            m(&|r| k(r, r.serving_cpu[0])),
+            m(&|r| k(r, r.serving_cpu[1])),
+            m(&|r| r.lag_ms.unwrap()[0]),
+            m(&|r| r.lag_ms.unwrap()[1]),
+        );
     }
 }
 

@@ -24,6 +24,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_SERVER: usize = 20;
 /// Default interval of the timer that covers a lost notification.
 pub const DEFAULT_POLL_MS: u64 = 1000;
 
+/// Default `round_interval_ms` (see README, Performance: chosen from CPU per change
+/// against lag).
+pub const DEFAULT_ROUND_INTERVAL_MS: u64 = 20;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +52,11 @@ pub struct Config {
     /// Milliseconds between timer polls for changes.
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// Least milliseconds from the start of one round of a sync to the start of the
+    /// next: the changes committed meanwhile go in one round. Higher spends less CPU
+    /// per change under sustained load, for more lag.
+    #[serde(default = "default_round_interval_ms")]
+    pub round_interval_ms: u64,
     /// Apply a round as one transaction per side when its changes fit in `chunk_keys`
     /// and `chunk_bytes` (false: always in chunks, as belt did before; for comparing).
     #[serde(default = "default_true")]
@@ -142,6 +151,10 @@ fn default_listen() -> String {
 
 fn default_poll_ms() -> u64 {
     DEFAULT_POLL_MS
+}
+
+fn default_round_interval_ms() -> u64 {
+    DEFAULT_ROUND_INTERVAL_MS
 }
 
 fn default_max_clock_offset_ms() -> f64 {
@@ -290,6 +303,11 @@ impl Config {
     /// The timer poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The least time between the starts of two rounds of a sync.
+    pub fn round_interval(&self) -> Duration {
+        Duration::from_millis(self.round_interval_ms)
     }
 
     /// How long one step may wait for a silent database.

@@ -124,3 +124,49 @@ async fn a_source_behind_the_stored_position_stops_the_round() {
     );
     assert_eq!(count(&pair.dst().await, "t").await, 0, "nothing is applied");
 }
+
+#[tokio::test]
+async fn belt_vacuums_the_deltas_it_purged() {
+    let pair = Pair::new(
+        "create table t (id int primary key, v text); \
+         insert into t select i, 'v' from generate_series(1, 100) i",
+    )
+    .await;
+    let mut s = open(&pair).await;
+    // One delta row per statement, as an application's single-row updates make them:
+    // more than the rows after which belt vacuums a delta table.
+    let updates: String = (0..2_500)
+        .map(|i| format!("update t set v = 'v{i}' where id = {};", i % 100 + 1))
+        .collect();
+    pair.src().await.batch_execute(&updates).await.unwrap();
+    round(&mut s, None).await;
+    assert_same(&pair, "t").await;
+
+    // Autovacuum would come a minute later at best; belt's own VACUUM is at once.
+    let admin = pair.admin(SRC).await;
+    let delta: String = admin
+        .query_one("select belt.delta_name('public', 't')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let vacuumed: bool = admin
+            .query_one(
+                "select coalesce(vacuum_count, 0) > 0 from pg_stat_user_tables \
+                  where schemaname = 'belt' and relname = $1",
+                &[&delta],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if vacuumed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delta table was not vacuumed after 2 500 purged rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -57,18 +57,8 @@ impl Session {
         }
         let [a, b]: [_; 2] = clients.try_into().unwrap_or_else(|_| unreachable!("two clients"));
         let mut sides = [
-            Side {
-                db: specs[0].name.clone(),
-                client: a,
-                source: sources[0],
-                fence: String::new(),
-            },
-            Side {
-                db: specs[1].name.clone(),
-                client: b,
-                source: sources[1],
-                fence: String::new(),
-            },
+            Side::new(specs[0].name.clone(), a, sources[0]),
+            Side::new(specs[1].name.clone(), b, sources[1]),
         ];
         Session::fence(sync, &mut sides).await?;
         for i in 0..2 {
@@ -259,12 +249,8 @@ impl Parked {
     /// Opens the receiver's connection again, as [`Session::open`] did.
     pub async fn unpark(self) -> Result<Session, SyncError> {
         let (r, spec, fence) = self.receiver;
-        let receiver = Side {
-            db: spec.name.clone(),
-            client: connect(&spec).await?,
-            source: false,
-            fence,
-        };
+        let mut receiver = Side::new(spec.name.clone(), connect(&spec).await?, false);
+        receiver.fence = fence;
         settle(&receiver, true, self.stall).await?;
         let sides = if r == 0 {
             [receiver, self.source]

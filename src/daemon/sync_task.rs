@@ -57,10 +57,24 @@ const CHUNKED_AFTER_STALL: u32 = 10;
 /// and back to this after one that commits as one transaction.
 pub(super) const CHUNKED_AFTER_RACE: u32 = 8;
 const MAX_CHUNKED_AFTER_RACE: u32 = 256;
-/// Pause after a notification, so a burst of commits makes one round. Changes that
-/// came in while a round ran have waited that long already: the pause is what is
-/// left of it after the round.
+/// Pause before a round retries keys it left for later (the application was writing
+/// them). After a notification the pause is `round_interval_ms`, so that a burst of
+/// commits makes one round; changes that came in while a round ran have waited that
+/// long already, and the pause is what is left of it after the round.
 const COALESCE: Duration = Duration::from_millis(20);
+
+/// Up to this, rounds are spaced at twice their duration (see [`round_gap`]).
+const MAX_LOAD_GAP: Duration = Duration::from_millis(100);
+
+/// The least time from the start of one round to the start of the next, after a
+/// round that took `round`: `interval` (`round_interval_ms`), or under load twice
+/// the round's duration, up to [`MAX_LOAD_GAP`]. A sync's rounds then take at most
+/// half of its connections' time, and as load (and with it the round) grows, each
+/// round carries more changes for the same fixed cost, instead of running back to
+/// back. A round longer than the cap (a backlog) is followed at once.
+fn round_gap(interval: Duration, round: Duration) -> Duration {
+    interval.max((round * 2).min(MAX_LOAD_GAP))
+}
 
 /// Everything a sync task needs, handed over by the supervisor.
 pub struct SyncTask {
@@ -122,7 +136,7 @@ impl SyncTask {
         let name = self.def.borrow().name.clone();
         let mut backoff = Duration::from_millis(500);
         while !*self.stop.borrow() {
-            match self.run_connected(&name).await {
+            match Box::pin(self.run_connected(&name)).await {
                 // Stopped, or reconnecting to take in tables picked up.
                 Ok(()) => continue,
                 Err(e @ SyncError::Standby { .. }) => {
@@ -607,8 +621,9 @@ impl SyncTask {
         round: Duration,
         poll: Duration,
     ) -> Wake {
+        let gap = round_gap(self.config.round_interval(), round);
         if notifications.try_recv().is_ok() {
-            sleep(COALESCE.saturating_sub(round)).await;
+            sleep(gap.saturating_sub(round)).await;
             while notifications.try_recv().is_ok() {}
             return Wake::Notified;
         }
@@ -626,7 +641,7 @@ impl SyncTask {
                     if n.is_none() {
                         return Wake::Notified; // connection closed: the next round reconnects
                     }
-                    sleep(COALESCE).await;
+                    sleep(gap).await;
                     while notifications.try_recv().is_ok() {}
                     return Wake::Notified;
                 }
@@ -649,5 +664,23 @@ impl SyncTask {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_under_load_are_spaced_at_twice_their_duration_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        // Light load: the configured interval.
+        assert_eq!(round_gap(ms(20), ms(5)), ms(20));
+        // Rounds of 30 ms: 60 ms from start to start, 30 ms of them waiting.
+        assert_eq!(round_gap(ms(20), ms(30)), ms(60));
+        // Capped: a long round (a backlog) is followed at once.
+        assert_eq!(round_gap(ms(20), ms(400)), MAX_LOAD_GAP);
+        // An operator's longer interval stays the floor.
+        assert_eq!(round_gap(ms(250), ms(30)), ms(250));
     }
 }

@@ -29,11 +29,16 @@ pub(super) async fn apply_all(
     let mut result = ChunkResult::default();
     // Two ways only, as in apply_range: a target decides nothing.
     if sources == [true, true] {
-        for i in 0..2 {
+        let mut shipped = [Vec::new(), Vec::new()];
+        for (i, keys) in shipped.iter_mut().enumerate() {
             let copies: Vec<_> = tables.iter().map(|t| summary_copy(t, "true")).collect();
-            pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
+            *keys = pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
         }
-        let found = try_join_all(tables.iter().map(|t| conflicts(txs, dbs, t, "true", strategy))).await?;
+        // A key can be in conflict only where both sides changed keys of the table.
+        let both_changed = (0..tables.len())
+            .filter(|&t| shipped[0][t] > 0 && shipped[1][t] > 0)
+            .map(|t| tables[t]);
+        let found = try_join_all(both_changed.map(|t| conflicts(txs, dbs, t, "true", strategy))).await?;
         result.conflicts = found.into_iter().flatten().collect();
         if strategy == Strategy::Abort && !result.conflicts.is_empty() {
             return Err(EngineError::ConflictAbort {

@@ -173,10 +173,14 @@ pub(super) async fn apply_range(
     // which of that side's changes win, and the keys changed on both are conflicts.
     // One way a target decides nothing.
     if has_batch == [true, true] {
+        let mut shipped = [0; 2];
         for i in 0..2 {
-            ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, range).await?;
+            shipped[i] = ship_summary(txs[i], txs[1 - i], [dbs[i], dbs[1 - i]], table, range).await?;
         }
-        result.conflicts = conflicts(txs, dbs, table, range, strategy).await?;
+        // A key can be in conflict only where both sides changed keys in the range.
+        if shipped[0] > 0 && shipped[1] > 0 {
+            result.conflicts = conflicts(txs, dbs, table, range, strategy).await?;
+        }
         if strategy == Strategy::Abort && !result.conflicts.is_empty() {
             return Err(EngineError::ConflictAbort {
                 conflicts: result.conflicts,
@@ -206,7 +210,7 @@ pub(super) async fn apply_range(
 /// of the round's `batch` while a truncate newer than the batch is pending (none when
 /// the side is not a source).
 pub(super) async fn purge(
-    side: &Side,
+    side: &mut Side,
     table: &TablePlan,
     range: &str,
     snap: Option<&str>,
@@ -215,7 +219,8 @@ pub(super) async fn purge(
     let (Some(snap), Some(batch)) = (snap, batch) else {
         return Ok(());
     };
-    side.client
+    let deleted = side
+        .client
         .execute(&purge_sql(table, range, snap, batch), &[])
         .await
         .map_err(|e| {
@@ -225,6 +230,8 @@ pub(super) async fn purge(
                 e,
             )
         })?;
+    side.purged.add(&table.delta_sql(), deleted);
+    side.purged.vacuum_due(&side.client, &side.db).await;
     Ok(())
 }
 
@@ -402,11 +409,9 @@ async fn ship_summary(
     dbs: [&str; 2],
     table: &TablePlan,
     range: &str,
-) -> Result<(), DbError> {
+) -> Result<u64, DbError> {
     let copy = summary_copy(table, range);
-    pipe((dbs[0], from.client()), (dbs[1], to.client()), &copy)
-        .await
-        .map(|_| ())
+    pipe((dbs[0], from.client()), (dbs[1], to.client()), &copy).await
 }
 
 /// The keys this side wins: changed here and not won by the peer's change.

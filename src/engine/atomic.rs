@@ -28,7 +28,7 @@
 //! side.
 
 use futures_util::future::try_join_all;
-use tokio_postgres::Transaction;
+use tokio_postgres::{SimpleQueryMessage, Transaction};
 
 use super::apply::{apply_range, begin, create_temp_tables, each_key, purge_sql, ChunkResult};
 use super::batch::{batch_filter, current_snapshot};
@@ -37,6 +37,7 @@ use super::plan::TablePlan;
 use super::round::is_race;
 use super::snapshot::Snapshot;
 use super::{all_tables, truncate, EngineError, Side, Strategy};
+use crate::pg::prepared::Prepared;
 use crate::pg::DbError;
 
 /// What an atomic round did.
@@ -89,8 +90,24 @@ pub async fn run(
     let txs = [&ta, &tb];
     let cap = budget.keys + 1;
     let (start_a, start_b) = tokio::try_join!(
-        start(txs[0], dbs[0], sources[0], positions[0].as_ref(), tables, cap),
-        start(txs[1], dbs[1], sources[1], positions[1].as_ref(), tables, cap),
+        start(
+            txs[0],
+            dbs[0],
+            &a.prepared,
+            sources[0],
+            positions[0].as_ref(),
+            tables,
+            cap
+        ),
+        start(
+            txs[1],
+            dbs[1],
+            &b.prepared,
+            sources[1],
+            positions[1].as_ref(),
+            tables,
+            cap
+        ),
     )?;
     let starts = [start_a, start_b];
     let mut changed = vec![[0i64; 2]; tables.len()];
@@ -160,22 +177,26 @@ pub async fn run(
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
     // Only after both commits: a side whose commit failed gets every change again.
     let purges = [0, 1].map(|i| {
-        starts[i].as_ref().map(|s| {
-            let (snap, batch) = (s.snapshot.to_string(), batch_filter(&s.snapshot));
-            let mut sql: Vec<String> = (0..tables.len())
-                .filter(|&t| changed[t][i] > 0)
-                .map(|t| {
-                    let range = format!("true{}", not_deferred(&tables[t], &deferred[t]));
-                    purge_sql(&tables[t], &range, &snap, &batch)
-                })
-                .collect();
-            if !s.truncates.is_empty() {
-                sql.push(truncate::purge_sql(tables, &batch));
-            }
-            sql.join("; ")
-        })
+        let Some(s) = starts[i].as_ref() else {
+            return Vec::new();
+        };
+        let (snap, batch) = (s.snapshot.to_string(), batch_filter(&s.snapshot));
+        let mut sql: Vec<(Option<String>, String)> = (0..tables.len())
+            .filter(|&t| changed[t][i] > 0)
+            .map(|t| {
+                let range = format!("true{}", not_deferred(&tables[t], &deferred[t]));
+                (
+                    Some(tables[t].delta_sql()),
+                    purge_sql(&tables[t], &range, &snap, &batch),
+                )
+            })
+            .collect();
+        if !s.truncates.is_empty() {
+            sql.push((None, truncate::purge_sql(tables, &batch)));
+        }
+        sql
     });
-    tokio::try_join!(purge(a, purges[0].as_deref()), purge(b, purges[1].as_deref()))?;
+    tokio::try_join!(purge(a, &purges[0]), purge(b, &purges[1]))?;
     round.snapshots = starts.map(|s| s.map(|s| s.snapshot));
     Ok(Some(round))
 }
@@ -186,6 +207,7 @@ pub async fn run(
 async fn start(
     tx: &Transaction<'_>,
     db: &str,
+    prepared: &Prepared,
     source: bool,
     position: Option<&Snapshot>,
     tables: &[TablePlan],
@@ -197,7 +219,7 @@ async fn start(
     // Everything the transaction sees is the batch: the snapshot is its own.
     let (snapshot, counts, truncates) = tokio::try_join!(
         current_snapshot(tx, db, position),
-        async { Ok(count_keys(tx, db, tables, cap).await?) },
+        async { Ok(count_keys(tx, db, prepared, tables, cap).await?) },
         async { Ok(truncate::read(tx, db, tables, "true").await?) },
     )?;
     Ok(Some(Start {
@@ -397,15 +419,30 @@ async fn commit(tx: Transaction<'_>, db: &str) -> Result<(), DbError> {
         .map_err(|e| DbError::query(db, "commit round", e))
 }
 
-async fn purge(side: &Side, sql: Option<&str>) -> Result<(), DbError> {
-    match sql {
-        Some(sql) if !sql.is_empty() => side
-            .client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| DbError::query(&side.db, "purge the round's applied deltas", e)),
-        _ => Ok(()),
+/// Runs a round's purges on one side, one statement list, and vacuums the delta
+/// tables that are due for it. `purges`: each statement with the delta table it
+/// deletes from.
+async fn purge(side: &mut Side, purges: &[(Option<String>, String)]) -> Result<(), DbError> {
+    if purges.is_empty() {
+        return Ok(());
     }
+    let sql: Vec<&str> = purges.iter().map(|(_, s)| s.as_str()).collect();
+    let done = side
+        .client
+        .simple_query(&sql.join("; "))
+        .await
+        .map_err(|e| DbError::query(&side.db, "purge the round's applied deltas", e))?;
+    let deleted = done.iter().filter_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    for ((delta, _), n) in purges.iter().zip(deleted) {
+        if let Some(delta) = delta {
+            side.purged.add(delta, n);
+        }
+    }
+    side.purged.vacuum_due(&side.client, &side.db).await;
+    Ok(())
 }
 
 /// How many distinct keys each table's delta holds in `tx`'s snapshot, counting no
@@ -413,6 +450,7 @@ async fn purge(side: &Side, sql: Option<&str>) -> Result<(), DbError> {
 async fn count_keys(
     tx: &Transaction<'_>,
     db: &str,
+    prepared: &Prepared,
     tables: &[TablePlan],
     cap: i64,
 ) -> Result<Vec<i64>, DbError> {
@@ -429,9 +467,8 @@ async fn count_keys(
             )
         })
         .collect();
-    Ok(tx
-        .query_typed_one(&format!("select array[{}]::int8[]", counts.join(", ")), &[])
-        .await
-        .map_err(|e| DbError::query(db, "count the round's changed keys", e))?
-        .get(0))
+    let error = |e| DbError::query(db, "count the round's changed keys", e);
+    let sql = format!("select array[{}]::int8[]", counts.join(", "));
+    let statement = prepared.get(tx.client(), &sql).await.map_err(error)?;
+    Ok(tx.query_one(&statement, &[]).await.map_err(error)?.get(0))
 }

@@ -5,11 +5,9 @@
 //! the column — its changes wait in the delta table, nothing is lost — while the
 //! other tables go on. Once the sides match again it resumes by itself.
 
-use tokio_postgres::Client;
-
 use super::{Side, TablePlan};
 use crate::pg::introspect::{describe_table, TableName};
-use crate::pg::DbError;
+use crate::pg::{quote, DbError};
 use crate::tables::column_differences;
 
 /// A table left out of the round, and why.
@@ -19,16 +17,33 @@ pub struct Drift {
     pub message: String,
 }
 
-const SIGNATURES_SQL: &str = "
-select n.nspname::text, c.relname::text,
-       string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-                  || case when a.attgenerated <> '' then ' generated' else '' end, ', ' order by a.attnum)
-  from pg_attribute a
-  join pg_class c on c.oid = a.attrelid
-  join pg_namespace n on n.oid = c.relnamespace
- where (n.nspname::text, c.relname::text) in (select * from unnest($1::text[], $2::text[]))
-   and a.attnum > 0 and not a.attisdropped
- group by 1, 2";
+/// The columns of `plans`' tables. The names go in as literals, not parameters: the
+/// text is then the same every round and its one plan is kept (prepared with
+/// parameters, PostgreSQL planned it anew on every call).
+fn signatures_sql(plans: &[TablePlan]) -> String {
+    let pairs: Vec<String> = plans
+        .iter()
+        .map(|p| {
+            format!(
+                "({}, {})",
+                quote::literal(&p.table.schema),
+                quote::literal(&p.table.name)
+            )
+        })
+        .collect();
+    format!(
+        "select n.nspname::text, c.relname::text, \
+                string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                           || case when a.attgenerated <> '' then ' generated' else '' end, ', ' order by a.attnum) \
+           from pg_attribute a \
+           join pg_class c on c.oid = a.attrelid \
+           join pg_namespace n on n.oid = c.relnamespace \
+          where (n.nspname::text, c.relname::text) in ({}) \
+            and a.attnum > 0 and not a.attisdropped \
+          group by 1, 2",
+        pairs.join(", ")
+    )
+}
 
 fn signature(plan: &TablePlan) -> String {
     plan.table
@@ -46,17 +61,14 @@ fn signature(plan: &TablePlan) -> String {
         .join(", ")
 }
 
-async fn signatures(
-    c: &Client,
-    db: &str,
-    plans: &[TablePlan],
-) -> Result<Vec<(String, String, String)>, DbError> {
-    let schemas: Vec<&str> = plans.iter().map(|p| p.table.schema.as_str()).collect();
-    let names: Vec<&str> = plans.iter().map(|p| p.table.name.as_str()).collect();
-    let rows = c
-        .query(SIGNATURES_SQL, &[&schemas, &names])
+async fn signatures(side: &Side, plans: &[TablePlan]) -> Result<Vec<(String, String, String)>, DbError> {
+    let error = |e| DbError::query(&side.db, "read table columns", e);
+    let statement = side
+        .prepared
+        .get(&side.client, &signatures_sql(plans))
         .await
-        .map_err(|e| DbError::query(db, "read table columns", e))?;
+        .map_err(error)?;
+    let rows = side.client.query(&statement, &[]).await.map_err(error)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
@@ -66,8 +78,8 @@ pub async fn check(sides: &[Side; 2], plans: &mut [TablePlan]) -> Result<Vec<Dri
         return Ok(Vec::new());
     }
     let found = [
-        signatures(&sides[0].client, &sides[0].db, plans).await?,
-        signatures(&sides[1].client, &sides[1].db, plans).await?,
+        signatures(&sides[0], plans).await?,
+        signatures(&sides[1], plans).await?,
     ];
     let mut drifts = Vec::new();
     for plan in plans.iter_mut() {

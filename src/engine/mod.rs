@@ -15,6 +15,7 @@ pub(crate) mod round;
 pub(crate) mod sequences;
 pub(crate) mod snapshot;
 mod truncate;
+pub(crate) mod vacuum;
 pub(crate) mod width;
 
 pub use conflict::{Conflict, ConflictKind, Strategy};
@@ -37,6 +38,24 @@ pub struct Side {
     /// (`capture::syncs::fence_sql`), so that a daemon that lost the sync to another
     /// fails instead of writing. Empty: unfenced (beltctl's own work, tests).
     pub fence: String,
+    /// Rows purged from each delta table here since belt last vacuumed it.
+    pub purged: vacuum::Purged,
+    /// What rounds run on `client` every time, prepared once.
+    pub prepared: crate::pg::prepared::Prepared,
+}
+
+impl Side {
+    /// An unfenced side.
+    pub fn new(db: String, client: Client, source: bool) -> Side {
+        Side {
+            db,
+            client,
+            source,
+            fence: String::new(),
+            purged: Default::default(),
+            prepared: Default::default(),
+        }
+    }
 }
 
 /// Why a round failed.

@@ -340,10 +340,8 @@ pub async fn pending(side: &Side, tables: &[TablePlan]) -> Result<(i64, f64), Db
          from ({}) d",
         parts.join(" union all ")
     );
-    let row = side
-        .client
-        .query_one(&sql, &[])
-        .await
-        .map_err(|e| DbError::query(&side.db, "count pending changes", e))?;
+    let error = |e| DbError::query(&side.db, "count pending changes", e);
+    let statement = side.prepared.get(&side.client, &sql).await.map_err(error)?;
+    let row = side.client.query_one(&statement, &[]).await.map_err(error)?;
     Ok((row.get(0), row.get(1)))
 }

@@ -219,18 +219,8 @@ impl Switch<'_> {
         if self.members.iter().all(|m| m.role == Role::Source) {
             return Ok(());
         }
-        let from = Side {
-            db: self.from.name.clone(),
-            client: connect(&self.from).await?,
-            source: true,
-            fence: String::new(),
-        };
-        let to = Side {
-            db: self.to.name.clone(),
-            client: connect(&self.to).await?,
-            source: false,
-            fence: String::new(),
-        };
+        let from = Side::new(self.from.name.clone(), connect(&self.from).await?, true);
+        let to = Side::new(self.to.name.clone(), connect(&self.to).await?, false);
         let seqs = all_sequences(&from.client, &from.db).await?;
         sequences::carry(&from, &to, &seqs).await?;
         Ok(())

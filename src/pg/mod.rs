@@ -11,6 +11,7 @@ pub(crate) mod keyed;
 pub(crate) mod password;
 pub(crate) mod pgpass;
 pub(crate) mod pipe;
+pub(crate) mod prepared;
 pub(crate) mod quote;
 pub(crate) mod tls;
 
