@@ -1,7 +1,7 @@
 //! The daemon as an operator runs it: changes arrive without a kick, status tells
 //! what is going on, SIGTERM stops cleanly.
 
-use crate::support::{count, wait_for, Pair, DST};
+use crate::support::{assert_same, count, wait_for, Pair, DST};
 
 #[tokio::test]
 async fn a_commit_reaches_the_target_by_notification() {
@@ -25,6 +25,26 @@ async fn a_commit_reaches_the_target_by_notification() {
         count(&dst, "t").await == 1
     })
     .await;
+
+    // After a round that moved changes the sources stop listening (the next round
+    // comes by the gap); the round after, finding nothing, makes them listen again:
+    // the kick's round, the one that moved the row, the one that found nothing.
+    wait_for(10, "the round after the row's, which finds nothing", || async {
+        pair.status()["rounds"].as_i64().unwrap() >= 3
+    })
+    .await;
+    pair.src()
+        .await
+        .batch_execute("insert into t values (2, 'heard again')")
+        .await
+        .unwrap();
+    wait_for(
+        10,
+        "a commit after the sync went back to listening to arrive",
+        || async { count(&dst, "t").await == 2 },
+    )
+    .await;
+    assert_same(&pair, "t").await;
 
     let status = pair.status();
     assert_eq!(status["state"], "replicating", "{status}");

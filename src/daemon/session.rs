@@ -23,6 +23,8 @@ pub struct Session {
     /// Every sequence of the first source that the other database has too, owned by
     /// a column or not: carried forward one way each round (rule 7).
     pub sequences: Vec<TableName>,
+    /// The sources do not LISTEN ([`Session::listen`]): rounds follow one another.
+    deaf: bool,
 }
 
 /// The sequences of `from` that `to` has as well.
@@ -115,7 +117,46 @@ impl Session {
             notifications,
             plans,
             sequences,
+            deaf: false,
         })
+    }
+
+    /// Whether the sources LISTEN for the capture triggers' NOTIFY. Under sustained
+    /// load the next round comes from the gap between rounds, and a notification per
+    /// commit would only wake the server's listening backend and the daemon for
+    /// nothing: after a round that moved changes the sources stop listening, and
+    /// after one that found none they listen again. Returns whether they started
+    /// listening again: a transaction that committed before the LISTEN notified
+    /// nobody, and the caller looks for its changes ([`Session::has_changes`]).
+    /// PostgreSQL starts a new listener before every notification of a transaction
+    /// not yet committed, so none in flight is missed.
+    pub async fn listen(&mut self, on: bool) -> Result<bool, DbError> {
+        if self.deaf != on {
+            return Ok(false);
+        }
+        let sql = if on {
+            format!("listen {KICK_CHANNEL}")
+        } else {
+            format!("unlisten {KICK_CHANNEL}")
+        };
+        for side in self.sides.iter().filter(|s| s.source) {
+            side.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| DbError::query(&side.db, sql.clone(), e))?;
+        }
+        self.deaf = !on;
+        Ok(on)
+    }
+
+    /// Whether a source has changes waiting: one cheap query per source.
+    pub async fn has_changes(&self) -> Result<bool, DbError> {
+        for side in self.sides.iter().filter(|s| s.source) {
+            if has_changes(side, &self.plans).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Makes this daemon the only one that writes for `sync`: it takes the sync's
@@ -262,6 +303,7 @@ impl Parked {
             notifications: self.notifications,
             plans: self.plans,
             sequences: self.sequences,
+            deaf: false,
         })
     }
 }

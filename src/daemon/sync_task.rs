@@ -398,6 +398,28 @@ impl SyncTask {
                 self.wait_or_kick(COALESCE).await;
                 continue;
             }
+            let busy = result.did_work();
+            let listening = within(stall, &both, "listening for changes", session.listen(!busy)).await?;
+            if busy {
+                // Changes are streaming in: the next round comes after the gap,
+                // without waiting for a notification (the sources do not LISTEN).
+                let gap = round_gap(self.config.round_interval(), started.elapsed());
+                self.wait_or_kick(gap.saturating_sub(started.elapsed())).await;
+                if *self.stop.borrow() {
+                    return Ok(());
+                }
+                if receiver_server.as_deref().is_some_and(budget::contended) {
+                    within(stall, &both, "listening for changes", session.listen(true)).await?;
+                    match self.idle(session, &loaded.specs, kick, true).await? {
+                        Some(s) => session = s,
+                        None => return Ok(()),
+                    }
+                }
+                continue;
+            }
+            if listening && within(stall, &both, "looking for changes", session.has_changes()).await? {
+                continue; // committed while nobody listened
+            }
             let wake = self
                 .wait_for_work(
                     &mut session.notifications,
@@ -412,8 +434,7 @@ impl SyncTask {
             // Other work waits for the receiver's server: give its connection back
             // between rounds, and queue for it again when changes come.
             let make_room = receiver_server.as_deref().is_some_and(budget::contended);
-            let idle =
-                wake == Wake::Timer && !result.did_work() && result.stopped.is_empty() && drifts.is_empty();
+            let idle = wake == Wake::Timer && result.stopped.is_empty() && drifts.is_empty();
             if make_room || idle {
                 match self.idle(session, &loaded.specs, kick, make_room).await? {
                     Some(s) => session = s,

@@ -7,8 +7,12 @@
 //! second the deltas grow to tens of thousands of dead rows, and the rounds spent
 //! most of their time on the source reading them. So belt vacuums a delta table
 //! itself once its purges have deleted [`VACUUM_AFTER`] rows. It owns the delta
-//! tables, so it may; the vacuum skips a table whose lock another vacuum holds, and
-//! a vacuum that fails is only logged (the next one tries again).
+//! tables, so it may. The vacuum skips a table whose lock another vacuum holds, and
+//! never cuts empty pages off the table's end: that needs an exclusive lock, which
+//! VACUUM waits up to 5 s for while the application's triggers keep inserting, and a
+//! round waited with it (seen in `cargo bench --bench cpu`: rounds of 5 s). Both
+//! options need PostgreSQL 12; before that, belt leaves the deltas to autovacuum. A
+//! vacuum that fails is only logged (the next one tries again).
 
 use std::collections::HashMap;
 
@@ -21,8 +25,8 @@ pub const VACUUM_AFTER: u64 = 2_000;
 #[derive(Debug, Default)]
 pub struct Purged {
     rows: HashMap<String, u64>,
-    /// The server refused `(skip_locked)` (before PostgreSQL 12): plain VACUUM.
-    plain: bool,
+    /// The server refused the vacuum's options (before PostgreSQL 12).
+    unsupported: bool,
 }
 
 impl Purged {
@@ -33,6 +37,9 @@ impl Purged {
 
     /// Vacuums the delta tables due for it, and starts counting them again.
     pub async fn vacuum_due(&mut self, client: &Client, db: &str) {
+        if self.unsupported {
+            return;
+        }
         let due: Vec<String> = self
             .rows
             .iter()
@@ -46,22 +53,14 @@ impl Purged {
             self.rows.remove(t);
         }
         let list = due.join(", ");
-        if !self.plain {
-            match client
-                .batch_execute(&format!("vacuum (skip_locked) {list}"))
-                .await
-            {
-                Ok(()) => return,
-                // 42601: PostgreSQL 10 and 11 know no VACUUM options of this form.
-                Err(e) if e.code().map(|c| c.code()) == Some("42601") => self.plain = true,
-                Err(e) => {
-                    tracing::warn!(%db, tables = %list, error = %e, "vacuum of delta tables failed");
-                    return;
-                }
-            }
-        }
-        if let Err(e) = client.batch_execute(&format!("vacuum {list}")).await {
-            tracing::warn!(%db, tables = %list, error = %e, "vacuum of delta tables failed");
+        match client
+            .batch_execute(&format!("vacuum (skip_locked, truncate false) {list}"))
+            .await
+        {
+            Ok(()) => {}
+            // 42601: PostgreSQL 10 and 11 know neither option.
+            Err(e) if e.code().map(|c| c.code()) == Some("42601") => self.unsupported = true,
+            Err(e) => tracing::warn!(%db, tables = %list, error = %e, "vacuum of delta tables failed"),
         }
     }
 }
