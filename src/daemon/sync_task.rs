@@ -398,12 +398,16 @@ impl SyncTask {
                 self.wait_or_kick(COALESCE).await;
                 continue;
             }
+            // Vacuuming the deltas is housekeeping, not the round: it fills part
+            // of the gap instead of widening it.
+            let vacuumed: Duration = session.sides.iter_mut().map(|s| s.purged.take_spent()).sum();
+            let round_time = started.elapsed().saturating_sub(vacuumed);
             let busy = result.did_work();
             let listening = within(stall, &both, "listening for changes", session.listen(!busy)).await?;
             if busy {
                 // Changes are streaming in: the next round comes after the gap,
                 // without waiting for a notification (the sources do not LISTEN).
-                let gap = round_gap(self.config.round_interval(), started.elapsed());
+                let gap = round_gap(self.config.round_interval(), round_time);
                 self.wait_or_kick(gap.saturating_sub(started.elapsed())).await;
                 if *self.stop.borrow() {
                     return Ok(());
