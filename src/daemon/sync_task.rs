@@ -63,19 +63,6 @@ const MAX_CHUNKED_AFTER_RACE: u32 = 256;
 /// long already, and the pause is what is left of it after the round.
 const COALESCE: Duration = Duration::from_millis(20);
 
-/// Up to this, rounds are spaced at twice their duration (see [`round_gap`]).
-const MAX_LOAD_GAP: Duration = Duration::from_millis(100);
-
-/// The least time from the start of one round to the start of the next, after a
-/// round that took `round`: `interval` (`round_interval_ms`), or under load twice
-/// the round's duration, up to [`MAX_LOAD_GAP`]. A sync's rounds then take at most
-/// half of its connections' time, and as load (and with it the round) grows, each
-/// round carries more changes for the same fixed cost, instead of running back to
-/// back. A round longer than the cap (a backlog) is followed at once.
-fn round_gap(interval: Duration, round: Duration) -> Duration {
-    interval.max((round * 2).min(MAX_LOAD_GAP))
-}
-
 /// Everything a sync task needs, handed over by the supervisor.
 pub struct SyncTask {
     pub catalog: CatalogHandle,
@@ -398,16 +385,13 @@ impl SyncTask {
                 self.wait_or_kick(COALESCE).await;
                 continue;
             }
-            // Vacuuming the deltas is housekeeping, not the round: it fills part
-            // of the gap instead of widening it.
-            let vacuumed: Duration = session.sides.iter_mut().map(|s| s.purged.take_spent()).sum();
-            let round_time = started.elapsed().saturating_sub(vacuumed);
             let busy = result.did_work();
             let listening = within(stall, &both, "listening for changes", session.listen(!busy)).await?;
             if busy {
-                // Changes are streaming in: the next round comes after the gap,
-                // without waiting for a notification (the sources do not LISTEN).
-                let gap = round_gap(self.config.round_interval(), round_time);
+                // Changes are streaming in: the next round starts `round_interval_ms`
+                // after this one did (at once when this one took longer), without
+                // waiting for a notification (the sources do not LISTEN).
+                let gap = self.config.round_interval();
                 self.wait_or_kick(gap.saturating_sub(started.elapsed())).await;
                 if *self.stop.borrow() {
                     return Ok(());
@@ -646,7 +630,7 @@ impl SyncTask {
         round: Duration,
         poll: Duration,
     ) -> Wake {
-        let gap = round_gap(self.config.round_interval(), round);
+        let gap = self.config.round_interval();
         if notifications.try_recv().is_ok() {
             sleep(gap.saturating_sub(round)).await;
             while notifications.try_recv().is_ok() {}
@@ -689,23 +673,5 @@ impl SyncTask {
             }
         })
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rounds_under_load_are_spaced_at_twice_their_duration_up_to_the_cap() {
-        let ms = Duration::from_millis;
-        // Light load: the configured interval.
-        assert_eq!(round_gap(ms(20), ms(5)), ms(20));
-        // Rounds of 30 ms: 60 ms from start to start, 30 ms of them waiting.
-        assert_eq!(round_gap(ms(20), ms(30)), ms(60));
-        // Capped: a long round (a backlog) is followed at once.
-        assert_eq!(round_gap(ms(20), ms(400)), MAX_LOAD_GAP);
-        // An operator's longer interval stays the floor.
-        assert_eq!(round_gap(ms(250), ms(30)), ms(250));
     }
 }

@@ -15,7 +15,6 @@
 //! vacuum that fails is only logged (the next one tries again).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -28,20 +27,12 @@ pub struct Purged {
     rows: HashMap<String, u64>,
     /// The server refused the vacuum's options (before PostgreSQL 12).
     unsupported: bool,
-    /// Time spent vacuuming since [`Purged::take_spent`].
-    spent: Duration,
 }
 
 impl Purged {
     /// Counts `rows` deleted from `delta` (its quoted name).
     pub fn add(&mut self, delta: &str, rows: u64) {
         *self.rows.entry(delta.to_string()).or_default() += rows;
-    }
-
-    /// Time spent vacuuming since the last call: the sync task spaces rounds by their
-    /// duration without it.
-    pub fn take_spent(&mut self) -> Duration {
-        std::mem::take(&mut self.spent)
     }
 
     /// Vacuums the delta tables due for it, and starts counting them again.
@@ -62,11 +53,9 @@ impl Purged {
             self.rows.remove(t);
         }
         let list = due.join(", ");
-        let started = Instant::now();
         let vacuum = client
             .batch_execute(&format!("vacuum (skip_locked, truncate false) {list}"))
             .await;
-        self.spent += started.elapsed();
         match vacuum {
             Ok(()) => {}
             // 42601: PostgreSQL 10 and 11 know neither option.
