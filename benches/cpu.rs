@@ -31,7 +31,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -346,33 +346,11 @@ impl Bench {
     }
 
     fn beltctl(&self, args: &[&str]) {
-        let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "beltctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        beltctl(&self.config, args)
     }
 
     fn daemon(&self) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
-                .arg("-c")
-                .arg(&self.config)
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap(),
-        )
+        Daemon(spawn_daemon(&self.config, &self.dir))
     }
 }
 

@@ -23,7 +23,7 @@
 //! directory and the daemon's log (all runs, appended).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,32 +105,11 @@ impl Bench {
     }
 
     fn beltctl(&self, args: &[&str]) {
-        let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "beltctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        beltctl(&self.config, args)
     }
 
     fn daemon(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
-            .arg("-c")
-            .arg(&self.config)
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("daemon.log"))
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap()
+        spawn_daemon(&self.config, &self.dir)
     }
 }
 

@@ -69,11 +69,7 @@ async fn applying_a_batch_twice_changes_nothing() {
     // A crash between the target's commit and the purge on the source leaves the
     // deltas in place: the same keys come again. Put them back and re-run.
     let admin = pair.admin(SRC).await;
-    let delta: String = admin
-        .query_one("select belt.delta_name('public', 't')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let delta = delta_of_t(&admin).await;
     admin
         .batch_execute(&format!(
             "insert into belt.\"{delta}\" (id) select generate_series(1, 100)"
@@ -144,11 +140,7 @@ async fn belt_vacuums_the_deltas_it_purged() {
 
     // Autovacuum would come a minute later at best; belt's own VACUUM is at once.
     let admin = pair.admin(SRC).await;
-    let delta: String = admin
-        .query_one("select belt.delta_name('public', 't')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let delta = delta_of_t(&admin).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let vacuumed: bool = admin
@@ -169,4 +161,13 @@ async fn belt_vacuums_the_deltas_it_purged() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The name of table t's delta table, unquoted.
+async fn delta_of_t(admin: &tokio_postgres::Client) -> String {
+    admin
+        .query_one("select belt.delta_name('public', 't')", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

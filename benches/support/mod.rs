@@ -2,8 +2,8 @@
 //! CPU and memory of processes, and the report table.
 #![allow(dead_code)] // each benchmark uses its own part
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -351,4 +351,34 @@ pub fn print_report(report: &serde_json::Value) {
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
+}
+
+/// Runs `beltctl -c config args…`; panics with its stderr when it fails.
+pub fn beltctl(config: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "beltctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `belt-syncd -c config`, its log appended to `dir/daemon.log`.
+pub fn spawn_daemon(config: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_belt-syncd"))
+        .arg("-c")
+        .arg(config)
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
 }

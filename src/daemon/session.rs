@@ -257,14 +257,11 @@ impl Idle {
     }
 
     /// Whether a source of the sync has changes waiting.
-    pub async fn has_changes(&mut self) -> Result<bool, DbError> {
-        let (sources, plans) = self.sources();
-        for side in sources {
-            if has_changes(side, plans).await? {
-                return Ok(true);
-            }
+    pub async fn has_changes(&self) -> Result<bool, DbError> {
+        match self {
+            Idle::Awake(s) => s.has_changes().await,
+            Idle::Parked(p) => has_changes(&p.source, &p.plans).await,
         }
-        Ok(false)
     }
 }
 

@@ -397,7 +397,6 @@ impl SyncTask {
                     return Ok(());
                 }
                 if receiver_server.as_deref().is_some_and(budget::contended) {
-                    within(stall, &both, "listening for changes", session.listen(true)).await?;
                     match self.idle(session, &loaded.specs, kick, true).await? {
                         Some(s) => session = s,
                         None => return Ok(()),
@@ -440,17 +439,20 @@ impl SyncTask {
     /// at by rounds); `None` when stopped.
     async fn idle(
         &mut self,
-        session: Session,
+        mut session: Session,
         specs: &[DbSpec; 2],
         kick: i64,
         park_now: bool,
     ) -> Result<Option<Session>, SyncError> {
+        let stall = self.config.stall_timeout();
+        let both = crate::pg::deadline::either(&specs[0].name, &specs[1].name);
+        // Only a notification ends the waits below early; the first look for
+        // changes finds what committed while the sources did not listen.
+        within(stall, &both, "listening for changes", session.listen(true)).await?;
         let since = Instant::now();
         let idle_since = *self.idle_since.get_or_insert(since);
         let name = self.def.borrow().name.clone();
         let mut next_structure = since + PICKUP_INTERVAL;
-        let stall = self.config.stall_timeout();
-        let both = crate::pg::deadline::either(&specs[0].name, &specs[1].name);
         let mut state = Idle::Awake(session);
         let mut parkable = true;
         loop {
