@@ -1,4 +1,4 @@
--- belt change capture, version 9.
+-- belt change capture, version 10.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -61,6 +61,17 @@ create table if not exists belt.syncs (
 alter table belt.syncs add column if not exists epoch bigint not null default 0;
 alter table belt.syncs add column if not exists owner text;
 alter table belt.syncs add column if not exists owned_at timestamptz;
+
+-- The syncs whose daemon waits here for a NOTIFY on belt_kick (one row each, written
+-- by the daemon on its listening session). The triggers notify only while a row is
+-- here: a transaction that notifies takes a cluster-wide lock at commit and holds it
+-- until its commit is flushed, so notifying transactions commit one at a time (no
+-- group commit). While its rounds move changes a daemon needs no wake-up and removes
+-- its row. A row left by a daemon that died costs only that lock until the sync runs.
+create table if not exists belt.listeners (
+    sync text primary key,
+    since timestamptz not null default now()
+);
 
 create or replace function belt.fence(p_sync text, p_epoch bigint) returns void
 language plpgsql
@@ -127,7 +138,9 @@ begin
           from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where c.oid = v_root;
     end if;
-    perform pg_notify('belt_kick', '');
+    if exists (select 1 from belt.listeners) then
+        perform pg_notify('belt_kick', '');
+    end if;
     return null;
 end
 $$;
@@ -255,8 +268,8 @@ $fn$;
 -- A partitioned table is always captured row by row: PostgreSQL clones a row-level
 -- trigger of a partitioned table onto every partition, present, created or attached
 -- later, so a write addressed to a partition itself is captured too (a statement
--- trigger fires only for the table the statement names). Each row notifies; NOTIFY
--- folds the repeats of one transaction into one.
+-- trigger fires only for the table the statement names). Each row may notify (while
+-- a daemon waits: belt.listeners); NOTIFY folds the repeats of one transaction into one.
 --
 -- When the table already has this capture (same trigger function, every trigger
 -- there) nothing is locked or changed: a daemon restart under load must not queue
@@ -301,7 +314,7 @@ begin
 
     if (select c.relkind = 'p' from pg_class c where c.oid = v_rel::regclass) then
         p_mode := 'row';
-        v_notify := 'perform pg_notify(''belt_kick'', '''');';
+        v_notify := 'if exists (select 1 from belt.listeners) then perform pg_notify(''belt_kick'', ''''); end if;';
     end if;
 
     if p_mode = 'statement' then
@@ -315,7 +328,9 @@ begin
                 else
                     insert into belt.%1$I (%2$s, belt_op) select %2$s, 'd' from belt_old;
                 end if;
-                perform pg_notify('belt_kick', '');
+                if exists (select 1 from belt.listeners) then
+                    perform pg_notify('belt_kick', '');
+                end if;
                 return null;
             end
         $body$, v_delta, v_cols);
@@ -416,7 +431,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    perform pg_notify('belt_kick', '');
+    if exists (select 1 from belt.listeners) then
+        perform pg_notify('belt_kick', '');
+    end if;
     return null;
 end
 $$;
@@ -449,4 +466,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (9);
+insert into belt.meta (version) values (10);

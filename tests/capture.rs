@@ -1,6 +1,9 @@
 //! Rule 9: capture installs and uninstalls idempotently and leaves nothing behind.
 
-use belt::capture::{self, TriggerMode};
+use std::time::Duration;
+
+use belt::capture::{self, doorbell, TriggerMode, KICK_CHANNEL};
+use belt::pg::connect_listening;
 use belt::pg::introspect::{describe_table, TableName};
 
 use crate::support::{count, has_belt_schema, Pair, SRC};
@@ -133,4 +136,77 @@ async fn long_multibyte_names_get_delta_tables_of_their_own() {
     for t in [&one, &two] {
         crate::support::assert_same(&pair, &format!("\"{t}\"")).await;
     }
+}
+
+/// A notifying transaction holds a cluster-wide lock until its commit is flushed, so
+/// the triggers notify only while a daemon waits for them (`belt.listeners`), on
+/// plain and on partitioned tables; every change is captured either way.
+#[tokio::test]
+async fn commits_notify_only_while_a_daemon_waits() {
+    let pair = Pair::new(
+        "create table t (id int primary key, v text);
+         create table p (id int primary key, at date) partition by range (id);
+         create table p1 partition of p for values from (0) to (100)",
+    )
+    .await;
+    let mut admin = pair.admin(SRC).await;
+    let mut tables = Vec::new();
+    for name in ["t", "p"] {
+        let name = TableName {
+            schema: "public".into(),
+            name: name.into(),
+        };
+        tables.push(describe_table(&admin, SRC, &name).await.unwrap().unwrap());
+    }
+    let captured = capture::install(&mut admin, SRC, &tables, TriggerMode::Statement)
+        .await
+        .unwrap();
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let listener = connect_listening(&pair.spec(SRC, SRC), tx).await.unwrap();
+    listener
+        .batch_execute(&format!("listen {KICK_CHANNEL}; listen probe"))
+        .await
+        .unwrap();
+    let app = pair.src().await;
+    let write = |sql: &'static str| app.batch_execute(sql);
+
+    // Nobody waits: the commits notify nobody (notifications arrive in commit
+    // order, so the probe comes first).
+    write("insert into t values (1, 'a'); insert into p values (1, now())")
+        .await
+        .unwrap();
+    write("notify probe").await.unwrap();
+    assert_eq!(
+        next(&mut heard).await,
+        "probe",
+        "no daemon waits: nothing to notify"
+    );
+
+    doorbell::wait(&admin, SRC, "app", true).await.unwrap();
+    write("insert into t values (2, 'b')").await.unwrap();
+    assert_eq!(
+        next(&mut heard).await,
+        KICK_CHANNEL,
+        "a plain table's commit rings"
+    );
+    write("insert into p values (2, now())").await.unwrap();
+    assert_eq!(next(&mut heard).await, KICK_CHANNEL, "a partition's commit rings");
+
+    doorbell::wait(&admin, SRC, "app", false).await.unwrap();
+    write("update t set v = 'c'; delete from p").await.unwrap();
+    write("notify probe").await.unwrap();
+    assert_eq!(next(&mut heard).await, "probe", "the daemon stopped waiting");
+
+    for c in &captured {
+        let delta = format!("belt.\"{}\"", c.delta);
+        assert!(count(&admin, &delta).await >= 3, "every change captured: {delta}");
+    }
+}
+
+/// The next notification's channel, within 10 s.
+async fn next(heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("a notification within 10 s")
+        .unwrap()
 }

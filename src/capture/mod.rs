@@ -12,6 +12,7 @@
 //! per statement); the row-level variant stays in the script for the benchmark that
 //! compares them.
 
+pub mod doorbell;
 pub mod syncs;
 
 use tokio_postgres::Client;
@@ -22,9 +23,10 @@ use crate::pg::DbError;
 const CAPTURE_SQL: &str = include_str!("../../sql/capture.sql");
 
 /// Version of `sql/capture.sql`; a database with an older one is upgraded on install.
-pub const CAPTURE_VERSION: i32 = 9;
+pub const CAPTURE_VERSION: i32 = 10;
 
-/// The NOTIFY channel the triggers signal once per statement.
+/// The NOTIFY channel the triggers signal once per statement while a daemon waits
+/// ([`doorbell`]).
 pub const KICK_CHANNEL: &str = "belt_kick";
 
 /// How capture triggers fire.

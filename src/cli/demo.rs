@@ -74,10 +74,21 @@ fn failed(what: &str) -> impl FnOnce(String) -> CliError + '_ {
 }
 
 async fn exec(client: &Client, sql: &str, what: &str) -> Result<(), CliError> {
-    client
-        .batch_execute(sql)
-        .await
-        .map_err(|e| failed(what)(crate::pg::error::render(&e)))
+    // As an application must: a transaction chosen as a deadlock's victim is run
+    // again. belt's apply gives up its own lock waits first (`lock_timeout` under
+    // `deadlock_timeout`), but when its round held the row the application waits for
+    // half a second before it waited itself, the application's check comes first.
+    let mut tries = 0;
+    loop {
+        match client.batch_execute(sql).await {
+            Err(e)
+                if tries < 3 && e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
+                tries += 1;
+            }
+            done => return done.map_err(|e| failed(what)(crate::pg::error::render(&e))),
+        }
+    }
 }
 
 /// Runs the demo; everything it creates is removed when it ends.

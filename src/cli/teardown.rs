@@ -60,6 +60,7 @@ pub async fn run(catalog: &mut Catalog, args: TeardownArgs) -> Result<ExitCode, 
         let client = connect(&spec).await?;
         if others.iter().any(|o| o.members.iter().any(|om| om.db == m.db)) {
             capture::uninstall_tables(&client, &spec.name, &tables).await?;
+            capture::doorbell::forget(&client, &spec.name, &def.name).await?;
         } else {
             capture::uninstall_all(&client, &spec.name).await?;
         }

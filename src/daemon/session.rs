@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::error::SyncError;
-use crate::capture::{self, syncs, TriggerMode, KICK_CHANNEL};
+use crate::capture::{self, doorbell, syncs, TriggerMode};
 use crate::engine::echo::prepare_receiver;
 use crate::engine::{interleave, Side, TablePlan};
 use crate::pg::introspect::{all_sequences, TableName};
@@ -25,6 +25,8 @@ pub struct Session {
     pub sequences: Vec<TableName>,
     /// The sources do not LISTEN ([`Session::listen`]): rounds follow one another.
     deaf: bool,
+    /// The sync's name: its row in `belt.listeners` while it waits.
+    sync: String,
 }
 
 /// The sequences of `from` that `to` has as well.
@@ -83,10 +85,7 @@ impl Session {
                 // Installed by the fence already; this adds the tables' triggers.
                 captured =
                     capture::install(&mut side.client, &side.db, &infos, TriggerMode::Statement).await?;
-                side.client
-                    .batch_execute(&format!("listen {KICK_CHANNEL}"))
-                    .await
-                    .map_err(|e| DbError::query(&side.db, "listen for changes", e))?;
+                doorbell::wait(&side.client, &side.db, sync, true).await?;
             } else {
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
@@ -118,32 +117,23 @@ impl Session {
             plans,
             sequences,
             deaf: false,
+            sync: sync.to_string(),
         })
     }
 
-    /// Whether the sources LISTEN for the capture triggers' NOTIFY. Under sustained
-    /// load the next round comes from the gap between rounds, and a notification per
-    /// commit would only wake the server's listening backend and the daemon for
-    /// nothing: after a round that moved changes the sources stop listening, and
-    /// after one that found none they listen again. Returns whether they started
-    /// listening again: a transaction that committed before the LISTEN notified
+    /// Whether the sources wait for the capture triggers' NOTIFY ([`doorbell`]).
+    /// Under sustained load the next round comes from the gap between rounds, and a
+    /// notification per commit would serialize the application's commits for
+    /// nothing: after a round that moved changes the sync stops waiting, and after
+    /// one that found none it waits again. Returns whether it started waiting again:
+    /// a transaction that committed before, or whose trigger ran before, notified
     /// nobody, and the caller looks for its changes ([`Session::has_changes`]).
-    /// PostgreSQL starts a new listener before every notification of a transaction
-    /// not yet committed, so none in flight is missed.
     pub async fn listen(&mut self, on: bool) -> Result<bool, DbError> {
         if self.deaf != on {
             return Ok(false);
         }
-        let sql = if on {
-            format!("listen {KICK_CHANNEL}")
-        } else {
-            format!("unlisten {KICK_CHANNEL}")
-        };
         for side in self.sides.iter().filter(|s| s.source) {
-            side.client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| DbError::query(&side.db, sql.clone(), e))?;
+            doorbell::wait(&side.client, &side.db, &self.sync, on).await?;
         }
         self.deaf = !on;
         Ok(on)
@@ -202,6 +192,7 @@ impl Session {
             notifications: self.notifications,
             plans: self.plans,
             sequences: self.sequences,
+            sync: self.sync,
         })
     }
 }
@@ -276,6 +267,7 @@ pub struct Parked {
     pub notifications: mpsc::UnboundedReceiver<String>,
     plans: Vec<TablePlan>,
     sequences: Vec<TableName>,
+    sync: String,
 }
 
 impl Parked {
@@ -301,6 +293,7 @@ impl Parked {
             plans: self.plans,
             sequences: self.sequences,
             deaf: false,
+            sync: self.sync,
         })
     }
 }
