@@ -21,7 +21,8 @@
 //! whole cluster, of the daemon, and of the backends that serve the replication
 //! (belt's sessions; the walsender and the apply worker), counted from the start of
 //! the run until the target has every change, and the seconds that took after the
-//! run. The no-capture and logical runs change rows that belt never sees, so the
+//! run; and of the application's own backends on the source while pgbench runs
+//! (what the triggers, and the snapshots rounds hold open, cost the application). The no-capture and logical runs change rows that belt never sees, so the
 //! databases are not compared here (the e2e benchmark compares them).
 //!
 //! Prints a table and writes `target/bench-cpu.json`. Environment: `BENCH_SCALE`
@@ -75,6 +76,9 @@ struct Run {
     daemon_cpu: f64,
     /// CPU seconds of the backends serving the replication, on each cluster.
     serving_cpu: [f64; 2],
+    /// CPU seconds of the application's backends on the source (pgbench's sessions),
+    /// sampled while they run: what capture and held snapshots cost the application.
+    app_cpu: f64,
     /// Seconds from the end of the pgbench run until the target had every change.
     drain_secs: f64,
     /// p50 and p99 lag of a heartbeat transaction, ms (`belt` runs of the curve).
@@ -263,10 +267,12 @@ impl Bench {
         };
         let pgbench = PgBench::of(self.source());
         let (clients, secs) = (self.clients, self.secs.to_string());
+        let app = app_backends_cpu(postmaster_of(self.source()).await, stop.clone());
         let (tps, txns) = tokio::task::spawn_blocking(move || pgbench.counted(clients, &["-T", &secs]))
             .await
             .unwrap();
         stop.store(true, Ordering::SeqCst);
+        let app_cpu = app.join().unwrap();
         let lag_ms = match watch {
             Some(w) => {
                 let lags = w.await.unwrap().swap_remove(2);
@@ -308,6 +314,7 @@ impl Bench {
             cluster_cpu: [diff(0), diff(1)],
             daemon_cpu: diff(2),
             serving_cpu: [diff(3), diff(4)],
+            app_cpu,
             drain_secs,
             lag_ms,
         }
@@ -452,12 +459,45 @@ async fn belt_backends(c: &Client) -> Vec<u32> {
     .collect()
 }
 
+/// The pid of a cluster's postmaster: the parent of a backend.
+async fn postmaster_of(cluster: &LocalCluster) -> u32 {
+    let c = bench_session(cluster, "postgres").await;
+    let backend: i32 = c.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    stat_fields(backend as u32)[1].parse::<u32>().unwrap()
+}
+
+/// Samples, every 100 ms until `stop`, the CPU seconds of the application's backends
+/// (`app_user`'s sessions) under `postmaster`; their sum when stopped. Sampled, not
+/// read at the end: pgbench's backends exit with it.
+fn app_backends_cpu(postmaster: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<f64> {
+    std::thread::spawn(move || {
+        let mut seen: std::collections::HashMap<u32, (f64, f64)> = Default::default();
+        loop {
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if stat_fields(pid).get(1).and_then(|p| p.parse::<u32>().ok()) != Some(postmaster) {
+                    continue;
+                }
+                let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if title.starts_with(b"postgres: app_user ") {
+                    let now = cpu_seconds(pid);
+                    seen.entry(pid).or_insert((now, now)).1 = now;
+                }
+            }
+            if stop.load(Ordering::SeqCst) {
+                return seen.values().map(|(first, last)| last - first).sum();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
 /// CPU seconds of a whole cluster: the postmaster, its children, and the children
 /// that have exited (the postmaster reaps them, so their time is in its own).
 async fn cluster_cpu_seconds(cluster: &LocalCluster) -> f64 {
-    let c = bench_session(cluster, "postgres").await;
-    let backend: i32 = c.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
-    let postmaster = stat_fields(backend as u32)[1].parse::<u32>().unwrap();
+    let postmaster = postmaster_of(cluster).await;
     let mut ticks: f64 = stat_fields(postmaster)[11..15]
         .iter()
         .map(|f| f.parse::<f64>().unwrap())
@@ -622,6 +662,7 @@ fn report(runs: &[Vec<Run>]) -> serde_json::Value {
                     "daemon": m(&|r| per_k(r, r.daemon_cpu)),
                     "serving_source": m(&|r| per_k(r, r.serving_cpu[0])),
                     "serving_target": m(&|r| per_k(r, r.serving_cpu[1])),
+                    "application_source": m(&|r| per_k(r, r.app_cpu)),
                 },
                 "drain_seconds": m(&|r| r.drain_secs),
             })
@@ -632,19 +673,20 @@ fn report(runs: &[Vec<Run>]) -> serde_json::Value {
 
 fn print_table(report: &serde_json::Value) {
     println!(
-        "\n| | TPS | kept | CPU s per 1 000 changes: source cluster / target cluster | daemon | serving backends, source / target | drain s |"
+        "\n| | TPS | kept | CPU s per 1 000 changes: source cluster / target cluster | application's backends, source | daemon | serving backends, source / target | drain s |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in report.as_array().unwrap() {
         let c = &row["cpu_per_1000_changes"];
         let f = |v: &serde_json::Value| v.as_f64().unwrap();
         println!(
-            "| {} | {:.0} | {:.2} | {:.3} / {:.3} | {:.3} | {:.3} / {:.3} | {:.2} |",
+            "| {} | {:.0} | {:.2} | {:.3} / {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.2} |",
             row["variant"].as_str().unwrap(),
             f(&row["tps"]),
             f(&row["kept"]),
             f(&c["source_cluster"]),
             f(&c["target_cluster"]),
+            f(&c["application_source"]),
             f(&c["daemon"]),
             f(&c["serving_source"]),
             f(&c["serving_target"]),
