@@ -73,6 +73,7 @@ async fn pair(clusters: &[LocalCluster; 2], dbname: &str, two_way: bool) -> Pair
         [true, two_way],
         &tables,
         DEFAULT_STALL_TIMEOUT,
+        belt::capture::doorbell::DEFAULT_LEASE,
     )
     .await
     .unwrap();

@@ -1,4 +1,4 @@
--- belt change capture, version 10.
+-- belt change capture, version 11.
 --
 -- Installed into schema belt on every database a sync reads changes from. Safe to run
 -- again: every statement is idempotent, and installing is serialized by an advisory
@@ -64,14 +64,16 @@ alter table belt.syncs add column if not exists owned_at timestamptz;
 
 -- The syncs whose daemon waits here for a NOTIFY on belt_kick (one row each, written
 -- by the daemon on its listening session). The triggers notify only while a row is
--- here: a transaction that notifies takes a cluster-wide lock at commit and holds it
--- until its commit is flushed, so notifying transactions commit one at a time (no
--- group commit). While its rounds move changes a daemon needs no wake-up and removes
--- its row. A row left by a daemon that died costs only that lock until the sync runs.
+-- here and its lease (until) runs: a transaction that notifies takes a cluster-wide
+-- lock at commit and holds it until its commit is flushed, so notifying transactions
+-- commit one at a time (no group commit). While its rounds move changes a daemon
+-- needs no wake-up and removes its row; a waiting daemon renews the lease, so the row
+-- of a sync paused or a daemon gone stops counting when it runs out.
 create table if not exists belt.listeners (
     sync text primary key,
     since timestamptz not null default now()
 );
+alter table belt.listeners add column if not exists until timestamptz;
 
 create or replace function belt.fence(p_sync text, p_epoch bigint) returns void
 language plpgsql
@@ -138,7 +140,7 @@ begin
           from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where c.oid = v_root;
     end if;
-    if exists (select 1 from belt.listeners) then
+    if exists (select 1 from belt.listeners where until > now()) then
         perform pg_notify('belt_kick', '');
     end if;
     return null;
@@ -314,7 +316,7 @@ begin
 
     if (select c.relkind = 'p' from pg_class c where c.oid = v_rel::regclass) then
         p_mode := 'row';
-        v_notify := 'if exists (select 1 from belt.listeners) then perform pg_notify(''belt_kick'', ''''); end if;';
+        v_notify := 'if exists (select 1 from belt.listeners where until > now()) then perform pg_notify(''belt_kick'', ''''); end if;';
     end if;
 
     if p_mode = 'statement' then
@@ -328,7 +330,7 @@ begin
                 else
                     insert into belt.%1$I (%2$s, belt_op) select %2$s, 'd' from belt_old;
                 end if;
-                if exists (select 1 from belt.listeners) then
+                if exists (select 1 from belt.listeners where until > now()) then
                     perform pg_notify('belt_kick', '');
                 end if;
                 return null;
@@ -431,7 +433,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if exists (select 1 from belt.listeners) then
+    if exists (select 1 from belt.listeners where until > now()) then
         perform pg_notify('belt_kick', '');
     end if;
     return null;
@@ -466,4 +468,4 @@ revoke all on all tables in schema belt from public;
 revoke all on all functions in schema belt from public;
 
 delete from belt.meta;
-insert into belt.meta (version) values (10);
+insert into belt.meta (version) values (11);

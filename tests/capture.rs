@@ -139,8 +139,9 @@ async fn long_multibyte_names_get_delta_tables_of_their_own() {
 }
 
 /// A notifying transaction holds a cluster-wide lock until its commit is flushed, so
-/// the triggers notify only while a daemon waits for them (`belt.listeners`), on
-/// plain and on partitioned tables; every change is captured either way.
+/// the triggers notify only while a daemon waits for them (`belt.listeners`) and its
+/// lease runs, on plain and on partitioned tables; every change is captured either
+/// way.
 #[tokio::test]
 async fn commits_notify_only_while_a_daemon_waits() {
     let pair = Pair::new(
@@ -168,39 +169,53 @@ async fn commits_notify_only_while_a_daemon_waits() {
         .await
         .unwrap();
     let app = pair.src().await;
-    let write = |sql: &'static str| app.batch_execute(sql);
+    let first = "insert into t values (1, 'a'); insert into p values (1, now())";
+    let heard_first = commit(&app, &mut heard, first).await;
+    assert_eq!(heard_first, "probe", "no daemon waits: nothing to notify");
 
-    // Nobody waits: the commits notify nobody (notifications arrive in commit
-    // order, so the probe comes first).
-    write("insert into t values (1, 'a'); insert into p values (1, now())")
+    // A wait whose lease ran out (a sync paused, a daemon gone) counts for nothing.
+    doorbell::wait(&admin, SRC, "app", true, Duration::ZERO)
         .await
         .unwrap();
-    write("notify probe").await.unwrap();
     assert_eq!(
-        next(&mut heard).await,
+        commit(&app, &mut heard, "insert into t values (4, 'd')").await,
         "probe",
-        "no daemon waits: nothing to notify"
+        "the lease ran out"
     );
 
-    doorbell::wait(&admin, SRC, "app", true).await.unwrap();
-    write("insert into t values (2, 'b')").await.unwrap();
-    assert_eq!(
-        next(&mut heard).await,
-        KICK_CHANNEL,
-        "a plain table's commit rings"
-    );
-    write("insert into p values (2, now())").await.unwrap();
-    assert_eq!(next(&mut heard).await, KICK_CHANNEL, "a partition's commit rings");
+    doorbell::renew(&admin, SRC, "app", doorbell::DEFAULT_LEASE)
+        .await
+        .unwrap();
+    let plain = commit(&app, &mut heard, "insert into t values (2, 'b')").await;
+    assert_eq!(plain, KICK_CHANNEL, "a plain table's commit rings");
+    assert_eq!(next(&mut heard).await, "probe");
+    let partition = commit(&app, &mut heard, "insert into p values (2, now())").await;
+    assert_eq!(partition, KICK_CHANNEL, "a partition's commit rings");
+    assert_eq!(next(&mut heard).await, "probe");
 
-    doorbell::wait(&admin, SRC, "app", false).await.unwrap();
-    write("update t set v = 'c'; delete from p").await.unwrap();
-    write("notify probe").await.unwrap();
-    assert_eq!(next(&mut heard).await, "probe", "the daemon stopped waiting");
+    doorbell::wait(&admin, SRC, "app", false, doorbell::DEFAULT_LEASE)
+        .await
+        .unwrap();
+    let after = commit(&app, &mut heard, "update t set v = 'c'; delete from p").await;
+    assert_eq!(after, "probe", "the daemon stopped waiting");
 
     for c in &captured {
         let delta = format!("belt.\"{}\"", c.delta);
         assert!(count(&admin, &delta).await >= 3, "every change captured: {delta}");
     }
+}
+
+/// The application commits `sql`, then notifies `probe`: the channel the listener
+/// hears next is the commit's kick, or the probe (notifications arrive in commit
+/// order).
+async fn commit(
+    app: &tokio_postgres::Client,
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    sql: &str,
+) -> String {
+    app.batch_execute(sql).await.unwrap();
+    app.batch_execute("notify probe").await.unwrap();
+    next(heard).await
 }
 
 /// The next notification's channel, within 10 s.

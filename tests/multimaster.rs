@@ -36,6 +36,7 @@ impl Both {
             [true, true],
             &names,
             DEFAULT_STALL_TIMEOUT,
+            belt::capture::doorbell::DEFAULT_LEASE,
         )
         .await
         .unwrap();

@@ -4,7 +4,11 @@
 //! it until the commit is flushed, so every notifying transaction of the server
 //! commits alone: no group commit, on every database of the cluster. Under load a
 //! sync's rounds follow one another without a wake-up, so a sync registers in
-//! `belt.listeners` only while it waits, and the triggers look there first.
+//! `belt.listeners` only while it waits, and the triggers look there first. The
+//! registration is a lease the waiting daemon renews ([`renew`]): a sync paused, or
+//! a daemon gone, stops making the application's commits notify when it runs out.
+
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
@@ -13,32 +17,62 @@ use crate::pg::quote::literal;
 use crate::pg::DbError;
 
 /// Starts (`on`) or stops waiting for the triggers' notifications on one source:
-/// LISTEN and the sync's row in `belt.listeners` in one transaction, so the row is
-/// never seen before the session listens. A transaction whose trigger ran before the
-/// row was committed does not notify: the caller looks for changes after starting
-/// to wait.
-pub async fn wait(client: &Client, db: &str, sync: &str, on: bool) -> Result<(), DbError> {
-    let sql = if on {
-        format!(
-            "begin; listen {KICK_CHANNEL}; insert into belt.listeners (sync) values ({s}) \
-             on conflict (sync) do update set since = now(); commit",
-            s = literal(sync)
+/// LISTEN and the sync's row in `belt.listeners`, leased for `lease`, in one
+/// transaction, so the row is never seen before the session listens. A transaction
+/// whose trigger ran before the row was committed does not notify: the caller looks
+/// for changes after starting to wait.
+pub async fn wait(client: &Client, db: &str, sync: &str, on: bool, lease: Duration) -> Result<(), DbError> {
+    let (sql, what) = if on {
+        (
+            format!(
+                "begin; listen {KICK_CHANNEL}; {}; commit",
+                upsert(sync, lease, None)
+            ),
+            "listen for changes",
         )
     } else {
-        format!(
-            "begin; delete from belt.listeners where sync = {s}; unlisten {KICK_CHANNEL}; commit",
-            s = literal(sync)
+        (
+            format!(
+                "begin; delete from belt.listeners where sync = {}; unlisten {KICK_CHANNEL}; commit",
+                literal(sync)
+            ),
+            "stop listening for changes",
         )
-    };
-    let what = if on {
-        "listen for changes"
-    } else {
-        "stop listening for changes"
     };
     client
         .batch_execute(&sql)
         .await
         .map_err(|e| DbError::query(db, what, e))
+}
+
+/// Extends a waiting sync's lease to `lease` from now once half of it is spent (a
+/// write per half lease, not per look for changes); writes the row again if it is
+/// gone.
+pub async fn renew(client: &Client, db: &str, sync: &str, lease: Duration) -> Result<(), DbError> {
+    client
+        .batch_execute(&upsert(sync, lease, Some(lease / 2)))
+        .await
+        .map_err(|e| DbError::query(db, "renew the wait for changes", e))
+}
+
+/// The statement that writes `sync`'s row with a lease of `lease` from now; with
+/// `when_under`, only when less than that is left.
+fn upsert(sync: &str, lease: Duration, when_under: Option<Duration>) -> String {
+    let ms = |d: Duration| format!("interval '{} milliseconds'", d.as_millis());
+    let update = match when_under {
+        None => "since = now(), until = excluded.until".to_string(),
+        Some(d) => format!(
+            "until = excluded.until where belt.listeners.until is null \
+             or belt.listeners.until < now() + {}",
+            ms(d)
+        ),
+    };
+    format!(
+        "insert into belt.listeners (sync, until) values ({}, now() + {}) \
+         on conflict (sync) do update set {update}",
+        literal(sync),
+        ms(lease),
+    )
 }
 
 /// Removes `sync`'s row (teardown of a sync whose database other syncs still use),
@@ -57,3 +91,7 @@ pub async fn forget(client: &Client, db: &str, sync: &str) -> Result<(), DbError
     }
     Ok(())
 }
+
+/// The lease of a waiting sync with the default `poll_interval_ms` (1 s): three of
+/// its longest waits between looks for changes (ten intervals, once long idle).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);

@@ -23,7 +23,7 @@ use crate::pg::DbError;
 const CAPTURE_SQL: &str = include_str!("../../sql/capture.sql");
 
 /// Version of `sql/capture.sql`; a database with an older one is upgraded on install.
-pub const CAPTURE_VERSION: i32 = 10;
+pub const CAPTURE_VERSION: i32 = 11;
 
 /// The NOTIFY channel the triggers signal once per statement while a daemon waits
 /// ([`doorbell`]).

@@ -27,6 +27,8 @@ pub struct Session {
     deaf: bool,
     /// The sync's name: its row in `belt.listeners` while it waits.
     sync: String,
+    /// How long that row counts without being renewed ([`doorbell::renew`]).
+    lease: Duration,
 }
 
 /// The sequences of `from` that `to` has as well.
@@ -49,6 +51,7 @@ impl Session {
         sources: [bool; 2],
         tables: &[TableName],
         stall: Duration,
+        lease: Duration,
     ) -> Result<Session, SyncError> {
         let (notify, notifications) = mpsc::unbounded_channel();
         let mut clients = Vec::with_capacity(2);
@@ -85,7 +88,7 @@ impl Session {
                 // Installed by the fence already; this adds the tables' triggers.
                 captured =
                     capture::install(&mut side.client, &side.db, &infos, TriggerMode::Statement).await?;
-                doorbell::wait(&side.client, &side.db, sync, true).await?;
+                doorbell::wait(&side.client, &side.db, sync, true, lease).await?;
             } else {
                 capture::uninstall_tables(&side.client, &side.db, &infos).await?;
             }
@@ -118,6 +121,7 @@ impl Session {
             sequences,
             deaf: false,
             sync: sync.to_string(),
+            lease,
         })
     }
 
@@ -133,7 +137,7 @@ impl Session {
             return Ok(false);
         }
         for side in self.sides.iter().filter(|s| s.source) {
-            doorbell::wait(&side.client, &side.db, &self.sync, on).await?;
+            doorbell::wait(&side.client, &side.db, &self.sync, on, self.lease).await?;
         }
         self.deaf = !on;
         Ok(on)
@@ -193,6 +197,7 @@ impl Session {
             plans: self.plans,
             sequences: self.sequences,
             sync: self.sync,
+            lease: self.lease,
         })
     }
 }
@@ -247,8 +252,17 @@ impl Idle {
         }
     }
 
-    /// Whether a source of the sync has changes waiting.
+    /// Whether a source of the sync has changes waiting. Renews the sync's wait on
+    /// each source first ([`doorbell::renew`]): its lease outlives the waits between
+    /// these looks.
     pub async fn has_changes(&self) -> Result<bool, DbError> {
+        let (sources, sync, lease) = match self {
+            Idle::Awake(s) => (s.sides.iter().filter(|s| s.source).collect(), &s.sync, s.lease),
+            Idle::Parked(p) => (vec![&p.source], &p.sync, p.lease),
+        };
+        for side in &sources {
+            doorbell::renew(&side.client, &side.db, sync, lease).await?;
+        }
         match self {
             Idle::Awake(s) => s.has_changes().await,
             Idle::Parked(p) => has_changes(&p.source, &p.plans).await,
@@ -268,6 +282,7 @@ pub struct Parked {
     plans: Vec<TablePlan>,
     sequences: Vec<TableName>,
     sync: String,
+    lease: Duration,
 }
 
 impl Parked {
@@ -294,6 +309,7 @@ impl Parked {
             sequences: self.sequences,
             deaf: false,
             sync: self.sync,
+            lease: self.lease,
         })
     }
 }

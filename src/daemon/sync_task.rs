@@ -219,6 +219,8 @@ impl SyncTask {
             loaded.sources,
             &loaded.tables,
             stall,
+            // Three of the longest waits between the idle loop's looks, which renew it.
+            self.config.poll_interval() * IDLE_POLL_FACTOR * 3,
         );
         let mut session = within(stall, &both, "connecting and installing capture", open).await?;
         info!(sync = %name, tables = session.plans.len(), "sync connected");

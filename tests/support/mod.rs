@@ -365,6 +365,7 @@ impl Pair {
             sources,
             &names,
             belt::pg::deadline::DEFAULT_STALL_TIMEOUT,
+            belt::capture::doorbell::DEFAULT_LEASE,
         )
         .await
     }
