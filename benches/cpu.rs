@@ -325,15 +325,7 @@ impl Bench {
         let interval = ms
             .map(|ms| format!("round_interval_ms: {ms}\n"))
             .unwrap_or_default();
-        std::fs::write(
-            &self.config,
-            format!(
-                "catalog: {}\nlisten: unix:{}\n{interval}",
-                self.dir.join("belt.db").display(),
-                self.dir.join("api.sock").display()
-            ),
-        )
-        .unwrap();
+        write_config(&self.config, &self.dir, &interval);
     }
 
     /// CPU seconds so far: each cluster, the daemon, the serving backends on each.

@@ -51,15 +51,7 @@ struct Bench {
 impl Bench {
     /// Writes the daemon's config: rounds as one transaction per side, or in chunks.
     fn rounds(&self, atomic: bool) {
-        std::fs::write(
-            &self.config,
-            format!(
-                "catalog: {}\nlisten: unix:{}\natomic_rounds: {atomic}\n",
-                self.dir.join("belt.db").display(),
-                self.dir.join("api.sock").display()
-            ),
-        )
-        .unwrap();
+        write_config(&self.config, &self.dir, &format!("atomic_rounds: {atomic}\n"));
     }
 
     /// Starts the daemon and waits until `src` has no pending change; returns the

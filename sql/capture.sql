@@ -71,7 +71,7 @@ alter table belt.syncs add column if not exists owned_at timestamptz;
 -- of a sync paused or a daemon gone stops counting when it runs out.
 create table if not exists belt.listeners (
     sync text primary key,
-    since timestamptz not null default now()
+    until timestamptz
 );
 alter table belt.listeners add column if not exists until timestamptz;
 

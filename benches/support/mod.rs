@@ -353,6 +353,20 @@ pub fn print_report(report: &serde_json::Value) {
     }
 }
 
+/// Writes the daemon's config: its catalog and API socket in `dir`, then `extra`
+/// (YAML lines, each ending in a newline).
+pub fn write_config(config: &Path, dir: &Path, extra: &str) {
+    std::fs::write(
+        config,
+        format!(
+            "catalog: {}\nlisten: unix:{}\n{extra}",
+            dir.join("belt.db").display(),
+            dir.join("api.sock").display()
+        ),
+    )
+    .unwrap();
+}
+
 /// Runs `beltctl -c config args…`; panics with its stderr when it fails.
 pub fn beltctl(config: &Path, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_beltctl"))

@@ -45,9 +45,9 @@ pub async fn wait(client: &Client, db: &str, sync: &str, on: bool, lease: Durati
         .map_err(|e| DbError::query(db, what, e))
 }
 
-/// Extends a waiting sync's lease to `lease` from now once half of it is spent (a
-/// write per half lease, not per look for changes); writes the row again if it is
-/// gone.
+/// Extends a waiting sync's lease to `lease` from now once half of it is spent, and
+/// writes the row again if it is gone. A row with time left is only read: no write,
+/// no row lock, per look for changes.
 pub async fn renew(client: &Client, db: &str, sync: &str, lease: Duration) -> Result<(), DbError> {
     client
         .batch_execute(&upsert(sync, lease, Some(lease / 2)))
@@ -56,21 +56,22 @@ pub async fn renew(client: &Client, db: &str, sync: &str, lease: Duration) -> Re
 }
 
 /// The statement that writes `sync`'s row with a lease of `lease` from now; with
-/// `when_under`, only when less than that is left.
-fn upsert(sync: &str, lease: Duration, when_under: Option<Duration>) -> String {
+/// `unless_left`, only when less than that is left (an ON CONFLICT whose condition
+/// fails still locks the row, so the check comes before the insert).
+fn upsert(sync: &str, lease: Duration, unless_left: Option<Duration>) -> String {
     let ms = |d: Duration| format!("interval '{} milliseconds'", d.as_millis());
-    let update = match when_under {
-        None => "since = now(), until = excluded.until".to_string(),
-        Some(d) => format!(
-            "until = excluded.until where belt.listeners.until is null \
-             or belt.listeners.until < now() + {}",
-            ms(d)
-        ),
-    };
+    let s = literal(sync);
+    let guard = unless_left
+        .map(|d| {
+            format!(
+                " where not exists (select 1 from belt.listeners where sync = {s} and until >= now() + {})",
+                ms(d)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "insert into belt.listeners (sync, until) values ({}, now() + {}) \
-         on conflict (sync) do update set {update}",
-        literal(sync),
+        "insert into belt.listeners (sync, until) select {s}, now() + {}{guard} \
+         on conflict (sync) do update set until = excluded.until",
         ms(lease),
     )
 }

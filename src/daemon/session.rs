@@ -256,16 +256,17 @@ impl Idle {
     /// each source first ([`doorbell::renew`]): its lease outlives the waits between
     /// these looks.
     pub async fn has_changes(&self) -> Result<bool, DbError> {
-        let (sources, sync, lease) = match self {
-            Idle::Awake(s) => (s.sides.iter().filter(|s| s.source).collect(), &s.sync, s.lease),
-            Idle::Parked(p) => (vec![&p.source], &p.sync, p.lease),
-        };
-        for side in &sources {
-            doorbell::renew(&side.client, &side.db, sync, lease).await?;
-        }
         match self {
-            Idle::Awake(s) => s.has_changes().await,
-            Idle::Parked(p) => has_changes(&p.source, &p.plans).await,
+            Idle::Awake(s) => {
+                for side in s.sides.iter().filter(|s| s.source) {
+                    doorbell::renew(&side.client, &side.db, &s.sync, s.lease).await?;
+                }
+                s.has_changes().await
+            }
+            Idle::Parked(p) => {
+                doorbell::renew(&p.source.client, &p.source.db, &p.sync, p.lease).await?;
+                has_changes(&p.source, &p.plans).await
+            }
         }
     }
 }
