@@ -279,6 +279,7 @@ async fn reconcile(
             race_backoff: sync_task::CHUNKED_AFTER_RACE,
             setups: setups.clone(),
             idle_since: None,
+            measured: None,
         };
         let handle = tokio::spawn(task.run().instrument(info_span!("sync", sync = %name)));
         info!(sync = %name, "sync task started");

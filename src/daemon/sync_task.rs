@@ -62,6 +62,10 @@ const MAX_CHUNKED_AFTER_RACE: u32 = 256;
 /// commits makes one round; changes that came in while a round ran have waited that
 /// long already, and the pause is what is left of it after the round.
 const COALESCE: Duration = Duration::from_millis(20);
+/// Under load, how often a round counts the changes still pending and reads the
+/// clocks for the status: counting scans every delta table, and at 50 rounds a
+/// second it cost the source as much as some of the rounds' own statements.
+const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything a sync task needs, handed over by the supervisor.
 pub struct SyncTask {
@@ -89,6 +93,19 @@ pub struct SyncTask {
     /// Since when the sync has found nothing to do (across the full rounds an idle
     /// sync still runs); `None` while it has work.
     pub idle_since: Option<Instant>,
+    /// The last counts of pending changes and the clock offset, which rounds under
+    /// load report again for up to [`MEASURE_EVERY`].
+    pub measured: Option<Measured>,
+}
+
+/// Pending changes and the clock offset as a round measured them.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    at: Instant,
+    /// The kick the measuring round started after.
+    kick: i64,
+    directions: Vec<DirectionStatus>,
+    offset_ms: f64,
 }
 
 /// A sync's definition as read from the catalog for one connection.
@@ -329,16 +346,13 @@ impl SyncTask {
                 name.to_string(),
                 [session.sides[0].db.clone(), session.sides[1].db.clone()],
             );
-            let stored = new_positions.clone();
+            let stored: Vec<(String, Snapshot)> = dbs
+                .into_iter()
+                .zip(new_positions.clone())
+                .filter_map(|(db, p)| Some((db, p?)))
+                .collect();
             self.catalog
-                .call(move |c| {
-                    for (db, pos) in dbs.iter().zip(&stored) {
-                        if let Some(p) = pos {
-                            c.set_position(&n, db, p)?;
-                        }
-                    }
-                    c.round_done(&n, &record)
-                })
+                .call(move |c| c.round_stored(&n, &stored, &record))
                 .await?;
             positions = new_positions;
             self.progressed = true;
@@ -532,40 +546,60 @@ impl SyncTask {
         Ok(false)
     }
 
-    /// Pending rows per direction and the clock offset after a round.
+    /// Pending rows per direction and the clock offset after a round. A round that
+    /// moved changes reports the last counts again while they are younger than
+    /// [`MEASURE_EVERY`]; a round that moved nothing, or the first after a kick,
+    /// always counts, so that `pending_rows` is exact when a drain reads it.
     async fn measure(
-        &self,
+        &mut self,
         session: &Session,
         kick: i64,
         result: &RoundResult,
         conflicts: usize,
     ) -> Result<RoundRecord, DbError> {
-        let mut directions = Vec::new();
-        for (i, side) in session.sides.iter().enumerate() {
-            if side.source {
-                let (pending_rows, lag_seconds) = pending(side, &session.plans).await?;
-                directions.push(DirectionStatus {
-                    from: side.db.clone(),
-                    to: session.sides[1 - i].db.clone(),
-                    pending_rows,
-                    lag_seconds,
-                });
+        let fresh = self
+            .measured
+            .as_ref()
+            .filter(|m| result.did_work() && m.kick >= kick && m.at.elapsed() < MEASURE_EVERY);
+        let measured = match fresh {
+            Some(m) => m.clone(),
+            None => {
+                let mut directions = Vec::new();
+                for (i, side) in session.sides.iter().enumerate() {
+                    if side.source {
+                        let (pending_rows, lag_seconds) = pending(side, &session.plans).await?;
+                        directions.push(DirectionStatus {
+                            from: side.db.clone(),
+                            to: session.sides[1 - i].db.clone(),
+                            pending_rows,
+                            lag_seconds,
+                        });
+                    }
+                }
+                let offset = offset_ms(&session.sides).await?;
+                if offset.abs() > self.config.max_clock_offset_ms {
+                    warn!(
+                        offset_ms = offset,
+                        bound_ms = self.config.max_clock_offset_ms,
+                        "clocks of the two databases differ by more than max_clock_offset_ms: \
+                           the later clock wins conflicts; fix NTP on the servers"
+                    );
+                }
+                let m = Measured {
+                    at: Instant::now(),
+                    kick,
+                    directions,
+                    offset_ms: offset,
+                };
+                self.measured = Some(m.clone());
+                m
             }
-        }
-        let offset = offset_ms(&session.sides).await?;
-        if offset.abs() > self.config.max_clock_offset_ms {
-            warn!(
-                offset_ms = offset,
-                bound_ms = self.config.max_clock_offset_ms,
-                "clocks of the two databases differ by more than max_clock_offset_ms: \
-                   the later clock wins conflicts; fix NTP on the servers"
-            );
-        }
+        };
         Ok(RoundRecord {
             rows: result.rows_into.iter().sum(),
-            directions,
+            directions: measured.directions,
             kick,
-            clock_offset_ms: Some(offset),
+            clock_offset_ms: Some(measured.offset_ms),
             conflicts,
             consistent: result.consistent,
         })

@@ -16,29 +16,43 @@ use super::apply::{apply_sent, conflicts, summary_copy, winners_copy, ChunkResul
 use super::plan::TablePlan;
 use super::{EngineError, Strategy};
 use crate::pg::pipe::pipe_each;
+use crate::pg::prepared::Prepared;
 
 /// Applies the changes of every table in `tables` both ways within `txs`, the whole
 /// of each delta (the round's snapshot is the batch). `sources[i]`: side `i` sends.
+/// `changed[t][i]`: the keys side `i` changed in `tables[t]` (zero on a target), as
+/// the round counted them in the same snapshots: a side sends only the tables it
+/// changed, and a summary goes over only where both sides changed the table.
 pub(super) async fn apply_all(
     txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
+    prepared: [&Prepared; 2],
     tables: &[&TablePlan],
+    changed: &[[i64; 2]],
     sources: [bool; 2],
     strategy: Strategy,
 ) -> Result<ChunkResult, EngineError> {
     let mut result = ChunkResult::default();
-    // Two ways only, as in apply_range: a target decides nothing.
-    if sources == [true, true] {
-        let mut shipped = [Vec::new(), Vec::new()];
-        for (i, keys) in shipped.iter_mut().enumerate() {
-            let copies: Vec<_> = tables.iter().map(|t| summary_copy(t, "true")).collect();
-            *keys = pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
+    // A key can be in conflict only where both sides changed keys of the table; a
+    // summary decides nothing anywhere else (one way, never: a target decides
+    // nothing).
+    let both_changed: Vec<&TablePlan> = tables
+        .iter()
+        .zip(changed)
+        .filter(|(_, c)| sources == [true, true] && c[0] > 0 && c[1] > 0)
+        .map(|(t, _)| *t)
+        .collect();
+    if !both_changed.is_empty() {
+        for i in 0..2 {
+            let copies: Vec<_> = both_changed.iter().map(|t| summary_copy(t, "true")).collect();
+            pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
         }
-        // A key can be in conflict only where both sides changed keys of the table.
-        let both_changed = (0..tables.len())
-            .filter(|&t| shipped[0][t] > 0 && shipped[1][t] > 0)
-            .map(|t| tables[t]);
-        let found = try_join_all(both_changed.map(|t| conflicts(txs, dbs, t, "true", strategy))).await?;
+        let found = try_join_all(
+            both_changed
+                .iter()
+                .map(|t| conflicts(txs, dbs, t, "true", strategy)),
+        )
+        .await?;
         result.conflicts = found.into_iter().flatten().collect();
         if strategy == Strategy::Abort && !result.conflicts.is_empty() {
             return Err(EngineError::ConflictAbort {
@@ -47,18 +61,31 @@ pub(super) async fn apply_all(
         }
     }
     for i in (0..2).filter(|&i| sources[i]) {
-        let copies: Vec<_> = tables
+        let sending: Vec<&TablePlan> = tables
+            .iter()
+            .zip(changed)
+            .filter(|(_, c)| c[i] > 0)
+            .map(|(t, _)| *t)
+            .collect();
+        if sending.is_empty() {
+            continue;
+        }
+        let copies: Vec<_> = sending
             .iter()
             .map(|t| winners_copy(t, "true", strategy, i == 0))
             .collect();
         let keys = pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
-        let sent: Vec<&TablePlan> = tables
+        let sent: Vec<&TablePlan> = sending
             .iter()
             .zip(&keys)
             .filter(|(_, &k)| k > 0)
             .map(|(t, _)| *t)
             .collect();
-        let rows = try_join_all(sent.iter().map(|t| apply_sent(txs[1 - i], dbs[1 - i], t))).await?;
+        let rows = try_join_all(
+            sent.iter()
+                .map(|t| apply_sent(txs[1 - i], dbs[1 - i], prepared[1 - i], t)),
+        )
+        .await?;
         result.keys_from[i] = keys.iter().sum();
         result.rows_into[1 - i] = rows.iter().sum();
     }

@@ -20,12 +20,14 @@
 //! round's batch are deleted; the others stay, so that the rows written with or after
 //! that truncate are applied again after it, not deleted by it for good.
 
+use futures_util::future::try_join_all;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use super::conflict::{Conflict, ConflictKind, Strategy};
 use super::plan::TablePlan;
 use super::{EngineError, Side};
 use crate::pg::pipe::{pipe, Copy};
+use crate::pg::prepared::Prepared;
 use crate::pg::{quote, DbError};
 
 /// What one chunk did.
@@ -130,7 +132,8 @@ pub async fn apply_chunk(
     };
     let range = table.key_range(after, Some(&hi));
     let has_batch = [batches[0].is_some(), batches[1].is_some()];
-    let applied = apply_range(txs, dbs, table, &range, has_batch, strategy).await;
+    let prepared = [&a.prepared, &b.prepared];
+    let applied = apply_range(txs, dbs, prepared, table, &range, has_batch, strategy).await;
     let result = applied.map_err(|error| ChunkError {
         last_key: Some(hi.clone()),
         error,
@@ -163,6 +166,7 @@ pub async fn apply_chunk(
 pub(super) async fn apply_range(
     txs: [&Transaction<'_>; 2],
     dbs: [&str; 2],
+    prepared: [&Prepared; 2],
     table: &TablePlan,
     range: &str,
     has_batch: [bool; 2],
@@ -189,18 +193,14 @@ pub(super) async fn apply_range(
     }
     for i in 0..2 {
         if has_batch[i] {
-            let (keys, rows) = send_winners(
-                txs[i],
-                txs[1 - i],
-                [dbs[i], dbs[1 - i]],
-                table,
-                range,
-                strategy,
-                i == 0,
-            )
-            .await?;
+            // This side's winning keys and rows, applied on the other.
+            let copy = winners_copy(table, range, strategy, i == 0);
+            let (from, to) = ((dbs[i], txs[i].client()), (dbs[1 - i], txs[1 - i].client()));
+            let keys = pipe(from, to, &copy).await?;
             result.keys_from[i] = keys;
-            result.rows_into[1 - i] = rows;
+            if keys > 0 {
+                result.rows_into[1 - i] = apply_sent(txs[1 - i], dbs[1 - i], prepared[1 - i], table).await?;
+            }
         }
     }
     Ok(result)
@@ -442,44 +442,33 @@ pub(super) fn winners_copy(table: &TablePlan, range: &str, strategy: Strategy, i
     }
 }
 
-/// Streams the keys and current rows this side wins into the other side and applies
-/// them there; returns (keys sent, rows written).
-async fn send_winners(
-    from: &Transaction<'_>,
-    to: &Transaction<'_>,
-    dbs: [&str; 2],
-    table: &TablePlan,
-    range: &str,
-    strategy: Strategy,
-    i_am_first: bool,
-) -> Result<(u64, u64), DbError> {
-    let copy = winners_copy(table, range, strategy, i_am_first);
-    let keys = pipe((dbs[0], from.client()), (dbs[1], to.client()), &copy).await?;
-    if keys == 0 {
-        return Ok((0, 0));
-    }
-    Ok((keys, apply_sent(to, dbs[1], table).await?))
-}
-
 /// Applies the rows [`winners_copy`] loaded into `to`'s temp table; returns the rows
-/// written. The count goes out pipelined behind the apply.
-pub(super) async fn apply_sent(to: &Transaction<'_>, db: &str, table: &TablePlan) -> Result<u64, DbError> {
+/// written. The statements are prepared once per connection (`prepared` is `to`'s
+/// cache: planning them each round was most of their time) and go out pipelined, in
+/// order, the count behind them.
+pub(super) async fn apply_sent(
+    to: &Transaction<'_>,
+    db: &str,
+    prepared: &Prepared,
+    table: &TablePlan,
+) -> Result<u64, DbError> {
     let name = table.table.display_name();
+    let error = |e| DbError::query(db, format!("apply rows of {name}"), e);
     let sent = table.temp_table('r');
-    let apply = async {
-        to.batch_execute(&table.apply_sql(&sent))
-            .await
-            .map_err(|e| DbError::query(db, format!("apply rows of {name}"), e))
-    };
-    let count = async {
-        to.query_typed_one(&format!("select count(*) from {sent} where not belt_gone"), &[])
-            .await
-            .map_err(|e| DbError::query(db, format!("apply rows of {name}"), e))
-    };
+    let mut sql = table.apply_sql(&sent);
+    sql.push(format!("select count(*) from {sent} where not belt_gone"));
+    let statements = try_join_all(sql.iter().map(|s| prepared.get(to.client(), s)))
+        .await
+        .map_err(error)?;
+    let (count, writes) = statements.split_last().expect("the count is last");
+    // Each is sent on its first poll, and both joins poll in order.
+    let (applied, rows) = tokio::join!(
+        try_join_all(writes.iter().map(|s| to.execute(s, &[]))),
+        to.query_one(count, &[])
+    );
     // The apply's own error, not the count's "transaction is aborted".
-    let (applied, rows) = tokio::join!(apply, count);
-    applied?;
-    Ok(rows?.get::<_, i64>(0) as u64)
+    applied.map_err(error)?;
+    Ok(rows.map_err(error)?.get::<_, i64>(0) as u64)
 }
 
 /// Keys changed on both sides in the range, decided as `winners_sql` decides them.

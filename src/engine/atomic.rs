@@ -88,6 +88,7 @@ pub async fn run(
         begin(&mut b.client, dbs[1], &b.fence)
     )?;
     let txs = [&ta, &tb];
+    let prepared = [&a.prepared, &b.prepared];
     let cap = budget.keys + 1;
     let (start_a, start_b) = tokio::try_join!(
         start(
@@ -148,9 +149,10 @@ pub async fn run(
     // Every table in one pipelined pass; only when a row is refused or races the
     // application, back to before it and table by table, where that key is found.
     let changed_tables: Vec<&TablePlan> = order.iter().map(|&t| &tables[t]).collect();
+    let counts: Vec<[i64; 2]> = order.iter().map(|&t| changed[t]).collect();
     let (set, pass) = tokio::join!(
         both(txs, dbs, "savepoint belt_round"),
-        all_tables::apply_all(txs, dbs, &changed_tables, sources, strategy),
+        all_tables::apply_all(txs, dbs, prepared, &changed_tables, &counts, sources, strategy),
     );
     set?;
     match pass {
@@ -161,6 +163,7 @@ pub async fn run(
             let mut apply = Guarded {
                 txs,
                 dbs,
+                prepared,
                 sources,
                 strategy,
                 savepoint: false,
@@ -220,7 +223,7 @@ async fn start(
     let (snapshot, counts, truncates) = tokio::try_join!(
         current_snapshot(tx, db, position),
         async { Ok(count_keys(tx, db, prepared, tables, cap).await?) },
-        async { Ok(truncate::read(tx, db, tables, "true").await?) },
+        async { Ok(truncate::read(tx, db, Some(prepared), tables, "true").await?) },
     )?;
     Ok(Some(Start {
         snapshot,
@@ -317,6 +320,7 @@ fn not_deferred(table: &TablePlan, deferred: &[Vec<String>]) -> String {
 struct Guarded<'a, 't> {
     txs: [&'a Transaction<'t>; 2],
     dbs: [&'a str; 2],
+    prepared: [&'a Prepared; 2],
     sources: [bool; 2],
     strategy: Strategy,
     /// A savepoint is set (and maybe rolled back to): the next one releases it.
@@ -355,7 +359,15 @@ impl Guarded<'_, '_> {
         // Polled first, so sent first on each connection.
         let applied = tokio::try_join!(
             async { Ok(both(txs, dbs, &set).await?) },
-            apply_range(txs, dbs, table, &range, self.sources, self.strategy)
+            apply_range(
+                txs,
+                dbs,
+                self.prepared,
+                table,
+                &range,
+                self.sources,
+                self.strategy
+            )
         );
         match applied {
             Ok((_, r)) => Ok(Ok(r)),

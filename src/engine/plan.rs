@@ -88,13 +88,13 @@ impl TablePlan {
         )
     }
 
-    /// The receiver's statements for one chunk, from the temp table `sent` (see
-    /// [`Self::sent_cols`]): delete the rows whose keys changed and have no row on
+    /// The receiver's statements for one chunk, in order, from the temp table `sent`
+    /// (see [`Self::sent_cols`]): delete the rows whose keys changed and have no row on
     /// the sending side any more, then insert the sent rows, updating the ones that
     /// exist. An update in place (not delete + insert) keeps the row's version
     /// chain, so an application's concurrent foreign-key check that waits on the
     /// row still finds it afterwards.
-    pub fn apply_sql(&self, sent: &str) -> String {
+    pub fn apply_sql(&self, sent: &str) -> Vec<String> {
         let t = self.table.qualified();
         let cols = quote::ident_list(&self.write_cols);
         let overriding = if self.identity {
@@ -128,20 +128,22 @@ impl TablePlan {
         if self.table.key_deferrable {
             // A deferrable key cannot arbitrate ON CONFLICT: update the rows that
             // exist, then insert the others.
-            let update = if set_cols.is_empty() {
-                String::new()
-            } else {
+            let update = (!set_cols.is_empty()).then(|| {
                 format!(
-                    "update {t} as t set {} from {sent} as r where {} and not r.belt_gone; ",
+                    "update {t} as t set {} from {sent} as r where {} and not r.belt_gone",
                     set_from("r"),
                     self.key_join("t", "r")
                 )
-            };
-            return format!(
-                "{delete}; {update}insert into {t} ({cols}) {overriding}select {cols} from {sent} as r \
+            });
+            let insert = format!(
+                "insert into {t} ({cols}) {overriding}select {cols} from {sent} as r \
                  where not r.belt_gone and not exists (select 1 from {t} as t where {})",
                 self.key_join("t", "r")
             );
+            return [Some(delete), update, Some(insert)]
+                .into_iter()
+                .flatten()
+                .collect();
         }
         let on_conflict = if set_cols.is_empty() {
             format!("on conflict ({}) do nothing", self.key_list())
@@ -152,9 +154,10 @@ impl TablePlan {
                 set_from("excluded")
             )
         };
-        format!(
-            "{delete}; insert into {t} ({cols}) {overriding}select {cols} from {sent} where not belt_gone {on_conflict}"
-        )
+        vec![
+            delete,
+            format!("insert into {t} ({cols}) {overriding}select {cols} from {sent} where not belt_gone {on_conflict}"),
+        ]
     }
 }
 

@@ -278,7 +278,8 @@ async fn run_atomic(
         keys: opts.chunk_keys,
         bytes: opts.chunk_bytes,
     };
-    let attempt = atomic::run(sides, tables, positions, budget, opts.strategy);
+    // Boxed: the whole round's state would make every caller's future large.
+    let attempt = Box::pin(atomic::run(sides, tables, positions, budget, opts.strategy));
     match within(opts.stall, &both, "applying the round", attempt).await {
         Ok(Some(round)) => {
             carry_sequences(sides, sequences, opts.stall, &both).await?;

@@ -15,10 +15,11 @@
 //! other rows are deleted by key instead of truncated.
 
 use tokio_postgres::types::Type;
-use tokio_postgres::{GenericClient, IsolationLevel};
+use tokio_postgres::{GenericClient, IsolationLevel, Transaction};
 
 use super::plan::TablePlan;
 use super::Side;
+use crate::pg::prepared::Prepared;
 use crate::pg::{quote, DbError};
 
 /// The latest truncate of each table (or partition) in a batch.
@@ -32,27 +33,34 @@ pub struct Truncate {
     at: String,
 }
 
-/// Reads the truncates of `tables` in `batch` on `from`.
+/// Reads the truncates of `tables` in `batch` on `from`. `prepared`: the cache of
+/// `from`'s connection, for a `batch` whose text is the same every round (the atomic
+/// round's `true`), so that the statement is planned once, not once per round.
 pub async fn read(
-    from: &impl GenericClient,
+    from: &Transaction<'_>,
     db: &str,
+    prepared: Option<&Prepared>,
     tables: &[TablePlan],
     batch: &str,
 ) -> Result<Vec<Truncate>, DbError> {
     let rels: Vec<String> = tables.iter().map(|t| t.table.qualified()).collect();
     let filter = format!("{batch} and rel = any($1)");
-    Ok(from
-        .query_typed(
-            &format!(
-                "select rel, coalesce(part, rel), max(belt_changed_at)::text from belt.truncates t \
-                 where {filter} and (part is null or not exists (select 1 from belt.truncates w \
-                   where w.rel = t.rel and w.part is null and {filter})) \
-                 group by rel, part order by 1, 2"
-            ),
-            &[(&rels, Type::TEXT_ARRAY)],
-        )
-        .await
-        .map_err(|e| DbError::query(db, "read truncates", e))?
+    let sql = format!(
+        "select rel, coalesce(part, rel), max(belt_changed_at)::text from belt.truncates t \
+         where {filter} and (part is null or not exists (select 1 from belt.truncates w \
+           where w.rel = t.rel and w.part is null and {filter})) \
+         group by rel, part order by 1, 2"
+    );
+    let error = |e| DbError::query(db, "read truncates", e);
+    let rows = match prepared {
+        Some(p) => {
+            let statement = p.get(from.client(), &sql).await.map_err(error)?;
+            from.query(&statement, &[&rels]).await
+        }
+        None => from.query_typed(&sql, &[(&rels, Type::TEXT_ARRAY)]).await,
+    };
+    Ok(rows
+        .map_err(error)?
         .iter()
         .map(|r| Truncate {
             rel: r.get(0),
@@ -124,7 +132,7 @@ pub async fn apply_truncates(
         .start()
         .await
         .map_err(|e| DbError::query(&from.db, "begin reading truncates", e))?;
-    let latest = read(&stx, &from.db, tables, batch).await?;
+    let latest = read(&stx, &from.db, None, tables, batch).await?;
     if latest.is_empty() {
         return Ok(0);
     }
