@@ -413,7 +413,9 @@ impl SyncTask {
                     return Ok(());
                 }
                 if receiver_server.as_deref().is_some_and(budget::contended) {
-                    match self.idle(session, &loaded.specs, kick, true).await? {
+                    // Boxed here and below: the session moves into the idle loop,
+                    // whose future would make this one large.
+                    match Box::pin(self.idle(session, &loaded.specs, kick, true)).await? {
                         Some(s) => session = s,
                         None => return Ok(()),
                     }
@@ -439,7 +441,7 @@ impl SyncTask {
             let make_room = receiver_server.as_deref().is_some_and(budget::contended);
             let idle = wake == Wake::Timer && result.stopped.is_empty() && drifts.is_empty();
             if make_room || idle {
-                match self.idle(session, &loaded.specs, kick, make_room).await? {
+                match Box::pin(self.idle(session, &loaded.specs, kick, make_room)).await? {
                     Some(s) => session = s,
                     None => return Ok(()),
                 }

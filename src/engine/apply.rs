@@ -258,7 +258,8 @@ async fn open_side<'c>(
     limit: i64,
 ) -> Result<(Transaction<'c>, Option<String>, Option<ChunkEnd>), DbError> {
     let tx = begin(client, db, fence).await?;
-    let temp = create_temp_tables(&tx, db, table);
+    let sql = temp_tables_sql(table);
+    let temp = create_temp_tables(&tx, db, table, &sql);
     let Some(filter) = filter else {
         temp.await?;
         return Ok((tx, None, None));
@@ -365,14 +366,12 @@ async fn first_is_smaller(
         .get(0))
 }
 
-pub(super) async fn create_temp_tables(
-    tx: &Transaction<'_>,
-    db: &str,
-    table: &TablePlan,
-) -> Result<(), DbError> {
+/// The statement that makes `table`'s two temp tables (`r`, the rows sent here; `p`,
+/// the other side's summary) on a session that does not have them yet. They live as
+/// long as the session; their rows, until the commit.
+pub(super) fn temp_tables_sql(table: &TablePlan) -> String {
     let t = table.table.qualified();
-    let k = table.key_list();
-    tx.batch_execute(&format!(
+    format!(
         "create temp table if not exists {rows} on commit delete rows as \
          select {cols}, null::boolean as belt_gone from {t} with no data; \
          create temp table if not exists {peer} on commit delete rows as \
@@ -380,9 +379,20 @@ pub(super) async fn create_temp_tables(
         rows = table.temp_table('r'),
         peer = table.temp_table('p'),
         cols = quote::ident_list(&table.sent_cols()),
-    ))
-    .await
-    .map_err(|e| DbError::query(db, format!("prepare apply of {}", table.table.display_name()), e))
+        k = table.key_list(),
+    )
+}
+
+/// Runs `table`'s [`temp_tables_sql`] (`sql`) in `tx`.
+pub(super) async fn create_temp_tables(
+    tx: &Transaction<'_>,
+    db: &str,
+    table: &TablePlan,
+    sql: &str,
+) -> Result<(), DbError> {
+    tx.batch_execute(sql)
+        .await
+        .map_err(|e| DbError::query(db, format!("prepare apply of {}", table.table.display_name()), e))
 }
 
 /// `select k…, max(changed_at)`: this side's changed keys in the range.

@@ -30,7 +30,9 @@
 use futures_util::future::try_join_all;
 use tokio_postgres::{SimpleQueryMessage, Transaction};
 
-use super::apply::{apply_range, begin, create_temp_tables, each_key, purge_sql, ChunkResult};
+use super::apply::{
+    apply_range, begin, create_temp_tables, each_key, purge_sql, temp_tables_sql, ChunkResult,
+};
 use super::batch::{batch_filter, current_snapshot};
 use super::park::{self, Parked};
 use super::plan::TablePlan;
@@ -137,15 +139,23 @@ pub async fn run(
     let mut order: Vec<usize> = (0..tables.len()).filter(|&t| changed[t] != [0, 0]).collect();
     order.sort_by_key(|&t| changed[t][0] + changed[t][1]);
     let mut deferred = vec![Vec::new(); tables.len()];
-    // Every changed table's temp tables, in one pipelined exchange per side.
-    let prepare = |i: usize| {
+    // The temp tables of the changed tables that a session does not have from an
+    // earlier round yet, in one pipelined exchange per side.
+    let missing = [&a.temps, &b.temps].map(|made| {
+        order
+            .iter()
+            .map(|&t| (t, temp_tables_sql(&tables[t])))
+            .filter(|(_, sql)| !made.contains(sql))
+            .collect::<Vec<_>>()
+    });
+    let make = |i: usize| {
         try_join_all(
-            order
+            missing[i]
                 .iter()
-                .map(move |&t| create_temp_tables(txs[i], dbs[i], &tables[t])),
+                .map(move |(t, sql)| create_temp_tables(txs[i], dbs[i], &tables[*t], sql)),
         )
     };
-    tokio::try_join!(prepare(0), prepare(1))?;
+    tokio::try_join!(make(0), make(1))?;
     // Every table in one pipelined pass; only when a row is refused or races the
     // application, back to before it and table by table, where that key is found.
     let changed_tables: Vec<&TablePlan> = order.iter().map(|&t| &tables[t]).collect();
@@ -178,6 +188,10 @@ pub async fn run(
         Err(e) => return Err(e),
     }
     tokio::try_join!(commit(ta, dbs[0]), commit(tb, dbs[1]))?;
+    // Committed: the sessions keep the temp tables made in this round.
+    let [made_a, made_b] = missing.map(|m| m.into_iter().map(|(_, sql)| sql));
+    a.temps.extend(made_a);
+    b.temps.extend(made_b);
     // Only after both commits: a side whose commit failed gets every change again.
     let purges = [0, 1].map(|i| {
         let Some(s) = starts[i].as_ref() else {

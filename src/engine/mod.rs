@@ -42,6 +42,10 @@ pub struct Side {
     pub purged: vacuum::Purged,
     /// What rounds run on `client` every time, prepared once.
     pub prepared: crate::pg::prepared::Prepared,
+    /// The temp tables' statements (`apply::temp_tables_sql`) of rounds that
+    /// committed on `client`: those temp tables are there for the session's life, and
+    /// an atomic round makes only the others.
+    pub temps: std::collections::HashSet<String>,
 }
 
 impl Side {
@@ -54,6 +58,7 @@ impl Side {
             fence: String::new(),
             purged: Default::default(),
             prepared: Default::default(),
+            temps: Default::default(),
         }
     }
 }
