@@ -566,33 +566,7 @@ impl SyncTask {
         let measured = match fresh {
             Some(m) => m.clone(),
             None => {
-                let mut directions = Vec::new();
-                for (i, side) in session.sides.iter().enumerate() {
-                    if side.source {
-                        let (pending_rows, lag_seconds) = pending(side, &session.plans).await?;
-                        directions.push(DirectionStatus {
-                            from: side.db.clone(),
-                            to: session.sides[1 - i].db.clone(),
-                            pending_rows,
-                            lag_seconds,
-                        });
-                    }
-                }
-                let offset = offset_ms(&session.sides).await?;
-                if offset.abs() > self.config.max_clock_offset_ms {
-                    warn!(
-                        offset_ms = offset,
-                        bound_ms = self.config.max_clock_offset_ms,
-                        "clocks of the two databases differ by more than max_clock_offset_ms: \
-                           the later clock wins conflicts; fix NTP on the servers"
-                    );
-                }
-                let m = Measured {
-                    at: Instant::now(),
-                    kick,
-                    directions,
-                    offset_ms: offset,
-                };
+                let m = self.measure_now(session, kick).await?;
                 self.measured = Some(m.clone());
                 m
             }
@@ -604,6 +578,35 @@ impl SyncTask {
             clock_offset_ms: Some(measured.offset_ms),
             conflicts,
             consistent: result.consistent,
+        })
+    }
+
+    /// Counts the pending changes of each source and reads the clock offset.
+    async fn measure_now(&self, session: &Session, kick: i64) -> Result<Measured, DbError> {
+        let mut directions = Vec::new();
+        for (i, side) in session.sides.iter().enumerate().filter(|(_, s)| s.source) {
+            let (pending_rows, lag_seconds) = pending(side, &session.plans).await?;
+            directions.push(DirectionStatus {
+                from: side.db.clone(),
+                to: session.sides[1 - i].db.clone(),
+                pending_rows,
+                lag_seconds,
+            });
+        }
+        let offset = offset_ms(&session.sides).await?;
+        if offset.abs() > self.config.max_clock_offset_ms {
+            warn!(
+                offset_ms = offset,
+                bound_ms = self.config.max_clock_offset_ms,
+                "clocks of the two databases differ by more than max_clock_offset_ms: \
+                   the later clock wins conflicts; fix NTP on the servers"
+            );
+        }
+        Ok(Measured {
+            at: Instant::now(),
+            kick,
+            directions,
+            offset_ms: offset,
         })
     }
 

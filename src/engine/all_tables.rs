@@ -36,12 +36,9 @@ pub(super) async fn apply_all(
     // A key can be in conflict only where both sides changed keys of the table; a
     // summary decides nothing anywhere else (one way, never: a target decides
     // nothing).
-    let both_changed: Vec<&TablePlan> = tables
-        .iter()
-        .zip(changed)
-        .filter(|(_, c)| sources == [true, true] && c[0] > 0 && c[1] > 0)
-        .map(|(t, _)| *t)
-        .collect();
+    let both_changed = tables_where(tables, changed, |c| {
+        sources == [true, true] && c[0] > 0 && c[1] > 0
+    });
     if !both_changed.is_empty() {
         for i in 0..2 {
             let copies: Vec<_> = both_changed.iter().map(|t| summary_copy(t, "true")).collect();
@@ -61,12 +58,7 @@ pub(super) async fn apply_all(
         }
     }
     for i in (0..2).filter(|&i| sources[i]) {
-        let sending: Vec<&TablePlan> = tables
-            .iter()
-            .zip(changed)
-            .filter(|(_, c)| c[i] > 0)
-            .map(|(t, _)| *t)
-            .collect();
+        let sending = tables_where(tables, changed, |c| c[i] > 0);
         if sending.is_empty() {
             continue;
         }
@@ -90,6 +82,20 @@ pub(super) async fn apply_all(
         result.rows_into[1 - i] = rows.iter().sum();
     }
     Ok(result)
+}
+
+/// The tables whose changed-key counts (`changed`, one per table) pass `keep`.
+fn tables_where<'p>(
+    tables: &[&'p TablePlan],
+    changed: &[[i64; 2]],
+    keep: impl Fn(&[i64; 2]) -> bool,
+) -> Vec<&'p TablePlan> {
+    tables
+        .iter()
+        .zip(changed)
+        .filter(|(_, c)| keep(c))
+        .map(|(t, _)| *t)
+        .collect()
 }
 
 fn side<'a>(
