@@ -12,10 +12,10 @@
 use futures_util::future::try_join_all;
 use tokio_postgres::Transaction;
 
-use super::apply::{apply_sent, conflicts, summary_copy, winners_copy, ChunkResult};
+use super::apply::{apply_sent, conflicts, summary_copy, winners_rows, ChunkResult};
 use super::plan::TablePlan;
 use super::{EngineError, Strategy};
-use crate::pg::pipe::pipe_each;
+use crate::pg::pipe::{pipe_each, pipe_rows_each};
 use crate::pg::prepared::Prepared;
 
 /// Applies the changes of every table in `tables` both ways within `txs`, the whole
@@ -62,11 +62,19 @@ pub(super) async fn apply_all(
         if sending.is_empty() {
             continue;
         }
+        // The whole delta is the range: the same text every round, so the winners
+        // are read by statements prepared once per connection.
         let copies: Vec<_> = sending
             .iter()
-            .map(|t| winners_copy(t, "true", strategy, i == 0))
+            .map(|t| winners_rows(t, "true", strategy, i == 0))
             .collect();
-        let keys = pipe_each(side(txs, dbs, i), side(txs, dbs, 1 - i), &copies).await?;
+        let (from, to) = (side(txs, dbs, i), side(txs, dbs, 1 - i));
+        let keys = pipe_rows_each(
+            (from.0, from.1, prepared[i]),
+            (to.0, to.1, prepared[1 - i]),
+            &copies,
+        )
+        .await?;
         let sent: Vec<&TablePlan> = sending
             .iter()
             .zip(&keys)

@@ -440,9 +440,16 @@ fn winners_sql(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: b
 /// The COPY that streams the keys this side wins in `range`, each with its current
 /// row or a mark that it has none, into the other side's temp table.
 pub(super) fn winners_copy(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: bool) -> Copy {
-    let winners = winners_sql(table, range, strategy, i_am_first);
+    let mut copy = winners_rows(table, range, strategy, i_am_first);
+    copy.out = format!("copy ({}) to stdout (format binary)", copy.out);
+    copy
+}
+
+/// [`winners_copy`] with a query in place of the COPY TO, for
+/// [`crate::pg::pipe::pipe_rows_each`].
+pub(super) fn winners_rows(table: &TablePlan, range: &str, strategy: Strategy, i_am_first: bool) -> Copy {
     Copy {
-        out: format!("copy ({}) to stdout (format binary)", table.sent_sql(&winners)),
+        out: table.sent_sql(&winners_sql(table, range, strategy, i_am_first)),
         into: format!(
             "copy {} ({}, belt_gone) from stdin (format binary)",
             table.temp_table('r'),

@@ -17,31 +17,26 @@ pub struct Drift {
     pub message: String,
 }
 
-/// The columns of `plans`' tables. The names go in as literals, not parameters: the
-/// text is then the same every round and its one plan is kept (prepared with
-/// parameters, PostgreSQL planned it anew on every call).
+/// The columns of `plans`' tables, one row per table found, numbered as in `plans`
+/// from 1. Each table is found by its name (`to_regclass`) and its columns by the
+/// catalog's index: the check costs the same however many tables the database
+/// holds (matching names in `pg_class` read all of it, every round). The names go
+/// in as literals, not parameters: the text is then the same every round and its
+/// one plan is kept (prepared with parameters, PostgreSQL planned it anew on every
+/// call).
 fn signatures_sql(plans: &[TablePlan]) -> String {
-    let pairs: Vec<String> = plans
+    let tables: Vec<String> = plans
         .iter()
-        .map(|p| {
-            format!(
-                "({}, {})",
-                quote::literal(&p.table.schema),
-                quote::literal(&p.table.name)
-            )
-        })
+        .map(|p| format!("to_regclass({})", quote::literal(&p.table.qualified())))
         .collect();
     format!(
-        "select n.nspname::text, c.relname::text, \
-                string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
-                           || case when a.attgenerated <> '' then ' generated' else '' end, ', ' order by a.attnum) \
-           from pg_attribute a \
-           join pg_class c on c.oid = a.attrelid \
-           join pg_namespace n on n.oid = c.relnamespace \
-          where (n.nspname::text, c.relname::text) in ({}) \
-            and a.attnum > 0 and not a.attisdropped \
-          group by 1, 2",
-        pairs.join(", ")
+        "select x.i, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                || case when a.attgenerated <> '' then ' generated' else '' end, ', ' order by a.attnum) \
+           from unnest(array[{}]::oid[]) with ordinality x(rel, i) \
+           join pg_attribute a on a.attrelid = x.rel \
+          where a.attnum > 0 and not a.attisdropped \
+          group by x.i",
+        tables.join(", ")
     )
 }
 
@@ -61,15 +56,21 @@ fn signature(plan: &TablePlan) -> String {
         .join(", ")
 }
 
-async fn signatures(side: &Side, plans: &[TablePlan]) -> Result<Vec<(String, String, String)>, DbError> {
+/// Each plan's columns on `side` as [`signature`] writes them, `None` for a table
+/// not there.
+async fn signatures(side: &Side, plans: &[TablePlan]) -> Result<Vec<Option<String>>, DbError> {
     let error = |e| DbError::query(&side.db, "read table columns", e);
     let statement = side
         .prepared
         .get(&side.client, &signatures_sql(plans))
         .await
         .map_err(error)?;
-    let rows = side.client.query(&statement, &[]).await.map_err(error)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    let mut found = vec![None; plans.len()];
+    for row in side.client.query(&statement, &[]).await.map_err(error)? {
+        let i: i64 = row.get(0);
+        found[i as usize - 1] = Some(row.get(1));
+    }
+    Ok(found)
 }
 
 /// Re-plans tables changed alike on both sides; returns the tables to leave out.
@@ -77,20 +78,10 @@ pub async fn check(sides: &[Side; 2], plans: &mut [TablePlan]) -> Result<Vec<Dri
     if plans.is_empty() {
         return Ok(Vec::new());
     }
-    let found = [
-        signatures(&sides[0], plans).await?,
-        signatures(&sides[1], plans).await?,
-    ];
+    let found = tokio::try_join!(signatures(&sides[0], plans), signatures(&sides[1], plans))?;
     let mut drifts = Vec::new();
-    for plan in plans.iter_mut() {
-        let now: Vec<Option<&String>> = found
-            .iter()
-            .map(|f| {
-                f.iter()
-                    .find(|(s, n, _)| *s == plan.table.schema && *n == plan.table.name)
-                    .map(|(_, _, sig)| sig)
-            })
-            .collect();
+    for (i, plan) in plans.iter_mut().enumerate() {
+        let now = [found.0[i].as_ref(), found.1[i].as_ref()];
         let planned = signature(plan);
         if now.iter().all(|s| *s == Some(&planned)) {
             continue;

@@ -80,9 +80,22 @@ impl TablePlan {
                 format!("{from}.{}", quote::ident(c))
             })
             .collect();
+        let others: Vec<String> = self
+            .sent_cols()
+            .iter()
+            .filter(|c| !self.key.contains(c))
+            .map(|c| format!("t.{}", quote::ident(c)))
+            .chain(["t.ctid".to_string()])
+            .collect();
+        // Each key is looked up by itself (OFFSET 0 keeps the subquery from being
+        // joined as a whole): whatever the planner believes of a delta table's size,
+        // and whatever plan a prepared statement keeps, a round never scans the
+        // application's whole table.
         format!(
-            "select {}, t.ctid is null from ({winners}) w left join {} t on {}",
+            "select {}, t.ctid is null from ({winners}) w left join lateral \
+             (select {} from {} t where {} offset 0) t on true",
             cols.join(", "),
+            others.join(", "),
             self.table.qualified(),
             self.key_join("t", "w")
         )

@@ -15,11 +15,13 @@ use super::tls;
 /// Settings pinned on every session, so that text forms of values and the meaning of
 /// our SQL do not depend on server or role defaults. `row_security = off` makes a
 /// statement that row-level security would filter fail instead: belt must never copy,
-/// compare or apply part of a table without knowing it.
+/// compare or apply part of a table without knowing it. `jit = off`: a round's
+/// statements are small, and a plan whose estimates are high (a delta table's stale
+/// statistics) would otherwise be compiled anew on every run of it.
 const SESSION_SETTINGS: &str = "set standard_conforming_strings = on; set row_security = off; \
      set search_path = pg_catalog, pg_temp; set datestyle = 'ISO, YMD'; \
      set intervalstyle = 'postgres'; set extra_float_digits = 3; set timezone = 'UTC'; \
-     set bytea_output = 'hex'";
+     set bytea_output = 'hex'; set jit = off";
 
 /// Connects to `spec`, resolving its password, and pins the session settings.
 pub async fn connect(spec: &DbSpec) -> Result<Client, DbError> {
