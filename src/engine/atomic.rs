@@ -195,23 +195,31 @@ pub async fn run(
     // Only after both commits: a side whose commit failed gets every change again.
     let purges = [0, 1].map(|i| {
         let Some(s) = starts[i].as_ref() else {
-            return Vec::new();
+            return Purges::default();
         };
-        let (snap, batch) = (s.snapshot.to_string(), batch_filter(&s.snapshot));
-        let mut sql: Vec<(Option<String>, String)> = (0..tables.len())
-            .filter(|&t| changed[t][i] > 0)
-            .map(|t| {
+        let mut p = Purges {
+            snapshot: s.snapshot.to_string(),
+            ..Purges::default()
+        };
+        let batch = batch_filter(&s.snapshot);
+        for t in (0..tables.len()).filter(|&t| changed[t][i] > 0) {
+            let delta = tables[t].delta_sql();
+            if deferred[t].is_empty() {
+                // The round's snapshot is its batch: every delta row it saw goes.
+                let sql = format!(
+                    "delete from {delta} where txid_visible_in_snapshot(belt_txid, $1::text::txid_snapshot)"
+                );
+                p.prepared.push((delta, sql));
+            } else {
                 let range = format!("true{}", not_deferred(&tables[t], &deferred[t]));
-                (
-                    Some(tables[t].delta_sql()),
-                    purge_sql(&tables[t], &range, &snap, &batch),
-                )
-            })
-            .collect();
-        if !s.truncates.is_empty() {
-            sql.push((None, truncate::purge_sql(tables, &batch)));
+                let sql = purge_sql(&tables[t], &range, &p.snapshot, &batch);
+                p.text.push((Some(delta), sql));
+            }
         }
-        sql
+        if !s.truncates.is_empty() {
+            p.text.push((None, truncate::purge_sql(tables, &batch)));
+        }
+        p
     });
     tokio::try_join!(purge(a, &purges[0]), purge(b, &purges[1]))?;
     round.snapshots = starts.map(|s| s.map(|s| s.snapshot));
@@ -445,24 +453,49 @@ async fn commit(tx: Transaction<'_>, db: &str) -> Result<(), DbError> {
         .map_err(|e| DbError::query(db, "commit round", e))
 }
 
-/// Runs a round's purges on one side, one statement list, and vacuums the delta
-/// tables that are due for it. `purges`: each statement with the delta table it
-/// deletes from.
-async fn purge(side: &mut Side, purges: &[(Option<String>, String)]) -> Result<(), DbError> {
-    if purges.is_empty() {
+/// A round's purges on one side, each with the delta table it deletes from.
+#[derive(Default)]
+struct Purges {
+    /// The round's snapshot there, the parameter of the prepared ones.
+    snapshot: String,
+    /// The same text every round, prepared once per connection.
+    prepared: Vec<(String, String)>,
+    /// Those that name keys (deferred ones) or truncates: run as they are.
+    text: Vec<(Option<String>, String)>,
+}
+
+/// Runs a round's purges on one side, pipelined, and vacuums the delta tables that
+/// are due for it.
+async fn purge(side: &mut Side, purges: &Purges) -> Result<(), DbError> {
+    if purges.prepared.is_empty() && purges.text.is_empty() {
         return Ok(());
     }
-    let sql: Vec<&str> = purges.iter().map(|(_, s)| s.as_str()).collect();
-    let done = side
-        .client
-        .simple_query(&sql.join("; "))
+    let error = |e| DbError::query(&side.db, "purge the round's applied deltas", e);
+    let (client, prepared) = (&side.client, &side.prepared);
+    let statements = try_join_all(purges.prepared.iter().map(|(_, sql)| prepared.get(client, sql)))
         .await
-        .map_err(|e| DbError::query(&side.db, "purge the round's applied deltas", e))?;
-    let deleted = done.iter().filter_map(|m| match m {
+        .map_err(error)?;
+    let text: Vec<&str> = purges.text.iter().map(|(_, s)| s.as_str()).collect();
+    let snapshot: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&purges.snapshot];
+    // Each is sent on its first poll, and the join polls in order.
+    let (deleted, done) = tokio::join!(
+        try_join_all(statements.iter().map(|s| client.execute(s, &snapshot))),
+        async {
+            match text.is_empty() {
+                true => Ok(Vec::new()),
+                false => client.simple_query(&text.join("; ")).await,
+            }
+        }
+    );
+    let (deleted, done) = (deleted.map_err(error)?, done.map_err(error)?);
+    let counted = done.iter().filter_map(|m| match m {
         SimpleQueryMessage::CommandComplete(n) => Some(*n),
         _ => None,
     });
-    for ((delta, _), n) in purges.iter().zip(deleted) {
+    for ((delta, _), n) in purges.prepared.iter().zip(deleted) {
+        side.purged.add(delta, n);
+    }
+    for ((delta, _), n) in purges.text.iter().zip(counted) {
         if let Some(delta) = delta {
             side.purged.add(delta, n);
         }
