@@ -39,8 +39,7 @@ impl Catalog {
         let conn = Connection::open(path).map_err(err("open the file"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(err("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "wal")
-            .map_err(err("enable WAL"))?;
+        enable_wal(&conn).map_err(err("enable WAL"))?;
         conn.pragma_update(None, "foreign_keys", "on")
             .map_err(err("enable foreign keys"))?;
         conn.pragma_update(None, "synchronous", "normal")
@@ -459,6 +458,25 @@ fn password_columns(spec: &DbSpec) -> (Option<String>, Option<String>, Option<i6
     )
 }
 
+/// Switches a new catalog to WAL. That takes the file's exclusive lock, and two
+/// processes opening a new catalog at once (a daemon starting while `beltctl status`
+/// looks) can each hold what the other needs: SQLite then answers "database is
+/// locked" at once, without waiting out the busy timeout. So try again, for as long
+/// as the busy timeout would have waited.
+fn enable_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "wal") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Maps a rusqlite error to a catalog error naming the file and what failed.
 pub(super) fn fail(path: &str, context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
     let path = path.to_string();
@@ -466,5 +484,34 @@ pub(super) fn fail(path: &str, context: &'static str) -> impl FnOnce(rusqlite::E
         path,
         context,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon and a `beltctl` opening a new catalog at the same moment both get it.
+    #[test]
+    fn processes_opening_a_new_catalog_at_once_all_get_it() {
+        let dir = std::env::temp_dir().join(format!("belt-catalog-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for round in 0..20 {
+            let path = dir.join(format!("{round}.db"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Catalog::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for open in opened {
+                open.join().unwrap().unwrap();
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
