@@ -246,6 +246,16 @@ pub(super) fn purge_sql(table: &TablePlan, range: &str, snap: &str, batch: &str)
     )
 }
 
+/// [`purge_sql`] for a range of the whole delta whose batch is the purge's own
+/// snapshot (an atomic round's): every delta row visible in that snapshot, `$1`.
+/// The text is the same every round, so it can be prepared once per connection.
+pub(super) fn purge_snapshot_sql(table: &TablePlan) -> String {
+    format!(
+        "delete from {} where txid_visible_in_snapshot(belt_txid, $1::text::txid_snapshot)",
+        table.delta_sql()
+    )
+}
+
 /// Begins one side's chunk transaction and, pipelined in one round trip, prepares
 /// its temp tables and — on a source, `filter` being its batch — reads its snapshot
 /// and the last key of its part of the chunk.

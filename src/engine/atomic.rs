@@ -31,7 +31,8 @@ use futures_util::future::try_join_all;
 use tokio_postgres::{SimpleQueryMessage, Transaction};
 
 use super::apply::{
-    apply_range, begin, create_temp_tables, each_key, purge_sql, temp_tables_sql, ChunkResult,
+    apply_range, begin, create_temp_tables, each_key, purge_snapshot_sql, purge_sql, temp_tables_sql,
+    ChunkResult,
 };
 use super::batch::{batch_filter, current_snapshot};
 use super::park::{self, Parked};
@@ -206,10 +207,7 @@ pub async fn run(
             let delta = tables[t].delta_sql();
             if deferred[t].is_empty() {
                 // The round's snapshot is its batch: every delta row it saw goes.
-                let sql = format!(
-                    "delete from {delta} where txid_visible_in_snapshot(belt_txid, $1::text::txid_snapshot)"
-                );
-                p.prepared.push((delta, sql));
+                p.prepared.push((delta, purge_snapshot_sql(&tables[t])));
             } else {
                 let range = format!("true{}", not_deferred(&tables[t], &deferred[t]));
                 let sql = purge_sql(&tables[t], &range, &p.snapshot, &batch);

@@ -171,6 +171,7 @@ async fn run_each(
     // A statement goes out on its future's first poll: each is polled once, in
     // order, so that the server runs them in this order.
     let no_params: [&(dyn ToSql + Sync); 0] = [];
+    // Cached statements come from `pipe_rows_each`: queries, not COPY TOs.
     let rows_out = from_cache.is_some();
     let mut streams: Vec<_> = outs
         .iter()
